@@ -1,0 +1,91 @@
+# lldiff build. `make demo` and `make test` work from a fresh clone: they
+# download the Go modules (llama.cpp comes with github.com/ollama/ollama) and
+# compile llama.cpp through cgo (about 5 minutes the first time on 2 cores,
+# then Go's build cache makes it seconds).
+
+GO       ?= go
+BIN      := bin/lldiff
+PKG      := ./cmd/lldiff
+SHARED   ?= $(abspath ../shared/models)
+CUDA_ARCH ?= native
+
+UNAME_M := $(shell uname -m)
+ifeq ($(PORTABLE),1)
+  ifeq ($(UNAME_M),x86_64)
+    ARCH_FLAGS := -march=x86-64-v3 -mtune=generic
+  else
+    ARCH_FLAGS :=
+  endif
+else
+  ifeq ($(UNAME_M),x86_64)
+    ARCH_FLAGS := -march=native
+  else
+    ARCH_FLAGS := -mcpu=native
+  endif
+endif
+
+# Resolved after `go mod download` has run (recursive variable).
+OLLAMA_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/ollama/ollama)
+CPPFLAGS_V = -I$(OLLAMA_DIR)/llama/llama.cpp/include -I$(OLLAMA_DIR)/ml/backend/ggml/ggml/include
+CFLAGS_V = -O3 $(ARCH_FLAGS)
+CGO_ENV = CGO_ENABLED=1 CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="$(CFLAGS_V)" CGO_CXXFLAGS="$(CFLAGS_V)"
+
+TEST_FLAGS ?= -timeout 30m
+FUZZTIME ?= 10s
+
+.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda clean env
+
+all: build
+
+deps:
+	@command -v $(GO) >/dev/null || { echo "lldiff needs Go 1.26 or newer: https://go.dev/dl/"; exit 1; }
+	@command -v $${CC:-gcc} >/dev/null || command -v cc >/dev/null || { echo "lldiff needs a C/C++ compiler (gcc/g++ or clang) for cgo: apt-get install build-essential"; exit 1; }
+	$(GO) mod download
+
+# env prints the variables a plain `go build`/`go test` needs, for
+# eval "$$(make -s env)".
+env: deps
+	@echo "export CGO_ENABLED=1 CGO_CPPFLAGS='$(CPPFLAGS_V)' CGO_CFLAGS='$(CFLAGS_V)' CGO_CXXFLAGS='$(CFLAGS_V)'"
+
+build: deps
+	$(CGO_ENV) $(GO) build -o $(BIN) $(PKG)
+
+test: deps
+	$(CGO_ENV) $(GO) vet ./...
+	$(CGO_ENV) LLDIFF_SHARED_MODELS=$(SHARED) $(GO) test $(TEST_FLAGS) ./...
+	$(CGO_ENV) $(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./models/
+
+test-short: deps
+	$(CGO_ENV) LLDIFF_SHARED_MODELS=$(SHARED) $(GO) test -short $(TEST_FLAGS) ./...
+
+fuzz: deps
+	$(CGO_ENV) $(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=10m ./models/
+
+demo: build
+	@./scripts/demo.sh
+
+bench: build
+	@mkdir -p bench
+	$(CGO_ENV) LLDIFF_SHARED_MODELS=$(SHARED) $(GO) test -run=NONE -bench=. -benchtime=$${BENCHTIME:-3x} -count=$${BENCHCOUNT:-1} -timeout 60m ./... | tee bench/raw.txt
+	@$(GO) run ./scripts/benchtable bench/raw.txt
+
+lint: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(CGO_ENV) $(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# make cuda builds ggml's CUDA backend as a run-time library with cmake from
+# the same ollama module and puts it in lib/lldiff, where lldiff loads it.
+cuda: deps
+	@command -v nvcc >/dev/null || { echo "make cuda needs the CUDA toolkit (nvcc not found on PATH): install it, or add /usr/local/cuda/bin to PATH"; exit 1; }
+	@command -v cmake >/dev/null || { echo "make cuda needs cmake 3.21 or newer: apt-get install cmake"; exit 1; }
+	cmake -S $(OLLAMA_DIR) -B build/cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCH) -DGGML_CCACHE=OFF
+	cmake --build build/cuda --target ggml-cuda -j $$(nproc)
+	mkdir -p lib/lldiff
+	cp -a build/cuda/lib/ollama/libggml-cuda*.so* build/cuda/lib/ollama/libggml-base*.so* lib/lldiff/
+	@echo "CUDA backend in lib/lldiff; check with: $(BIN) devices"
+
+clean:
+	rm -rf bin bench/raw.txt build

@@ -1,0 +1,85 @@
+// The activation recorder behind llama.cpp's eval callback (cb_eval).
+//
+// The scheduler calls lldiff_recorder_eval twice for every node it wants to
+// show: once with ask=true ("do you want this node?") and, for the nodes the
+// answer was yes, once with ask=false after the node is computed. The
+// selection is decided here in C so that the thousands of nodes nobody asked
+// for cost one string scan each and no cgo call.
+#ifndef LLDIFF_RECORDER_H
+#define LLDIFF_RECORDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ggml.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LLDIFF_NAME_MAX 64
+
+typedef struct lldiff_slot {
+    // what to match
+    char name[LLDIFF_NAME_MAX];   // full node name: "l_out-3", "result_norm"
+    int op;                       // ggml_op, or -1 for any
+    char notsrc[LLDIFF_NAME_MAX]; // a node name that must not be a source, or ""
+    int layer;                    // layer parsed from name, -1 if none
+
+    // recorded rows, appended across ubatches
+    float *data;
+    size_t n;   // floats recorded
+    size_t cap; // floats allocated
+    int64_t ne0;
+    int calls;
+
+    // patching: when patch is set, the rows of each call starting at
+    // patch_row (counted across calls) are overwritten where patch_mask is 1
+    const float *patch;
+    const uint8_t *patch_mask;
+    int64_t patch_rows;
+    int64_t patch_row; // rows seen so far
+    int patched;       // rows written
+} lldiff_slot;
+
+typedef struct lldiff_recorder {
+    lldiff_slot *slots;
+    int n_slots;
+    // slots bucketed by layer (index layer+1) for the hot path
+    int n_buckets;
+    int *bucket_start;
+    int *bucket_len;
+    int *order; // slot indices sorted by bucket
+
+    bool record; // copy data (false: only patch)
+    int error;
+    char errmsg[256];
+
+    // counters for tests and benchmarks
+    int64_t n_ask;
+    int64_t n_yes;
+    void *last_tensor;
+    int last_slot;
+} lldiff_recorder;
+
+lldiff_recorder *lldiff_recorder_new(void);
+void lldiff_recorder_free(lldiff_recorder *r);
+// lldiff_recorder_select replaces the selection. names, ops and notsrcs have
+// n entries; ops holds ggml op names ("ADD") or "" for any. It returns 0, or
+// -1 with errmsg set.
+int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const char **ops, const char **notsrcs);
+// lldiff_recorder_reset drops recorded rows but keeps the selection and the
+// allocated buffers.
+void lldiff_recorder_reset(lldiff_recorder *r);
+int lldiff_recorder_reserve(lldiff_recorder *r, int slot, size_t nfloats);
+bool lldiff_recorder_eval(struct ggml_tensor *t, bool ask, void *user_data);
+// lldiff_name_split splits "base-L" into its layer (returned) and the length
+// of base; a name without a numeric suffix gives -1 and its full length.
+int lldiff_name_split(const char *name, size_t *base_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

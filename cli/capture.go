@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lldiff/lldiff/internal/npy"
+	"github.com/lldiff/lldiff/models"
+)
+
+// CaptureOptions are the options of `lldiff capture`.
+type CaptureOptions struct {
+	IO         *IOStreams
+	Model      modelFlags
+	Prompt     string
+	PromptFile string
+	Hooks      string
+	OutDir     string
+	Force      bool
+	JSON       bool
+}
+
+func newCmdCapture(io *IOStreams, runF func(*CaptureOptions) error) *cobra.Command {
+	opts := &CaptureOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "capture -m MODEL [--hooks LIST] -o DIR PROMPT",
+		Short: "Run a prompt and save activations as .npy files",
+		Long: `Run one prompt through the model and write each captured activation to DIR
+as a float32 .npy file of shape [n_tokens, width] (numpy.load reads it), plus
+DIR/index.json listing every file with its hook, layer and shape, and the
+prompt's tokens.
+
+Hooks: full TransformerLens names (blocks.3.hook_resid_post) or short forms
+(resid_post.3; resid_post = every layer; resid_post.-1 = last layer). Kinds:
+resid_pre, resid_mid, resid_post, attn_out, mlp_out, z (heads before W_O),
+ln_final, logits.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.Prompt = args[0]
+			}
+			if err := opts.Model.check(); err != nil {
+				return err
+			}
+			if len(args) == 0 && opts.PromptFile == "" {
+				return usageErr("no prompt: give it as an argument or with --prompt-file")
+			}
+			if opts.OutDir == "" {
+				return usageErr("no output directory: pass -o DIR")
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return captureRun(opts)
+		},
+	}
+	opts.Model.register(cmd, true)
+	f := cmd.Flags()
+	f.StringVar(&opts.Hooks, "hooks", "resid_post", "comma-separated hooks to capture")
+	f.StringVarP(&opts.OutDir, "output", "o", "", "output directory (created; must be empty unless --force)")
+	f.StringVar(&opts.PromptFile, "prompt-file", "", "read the prompt from a file")
+	f.BoolVar(&opts.Force, "force", false, "write into a non-empty output directory, replacing files of the same name")
+	f.BoolVar(&opts.JSON, "json", false, "print the index as JSON on stdout")
+	return cmd
+}
+
+// CaptureIndex is the content of index.json.
+type CaptureIndex struct {
+	Model  string        `json:"model"`
+	Arch   string        `json:"arch"`
+	Prompt string        `json:"prompt"`
+	Tokens []tokenJSON   `json:"tokens"`
+	Files  []CaptureFile `json:"files"`
+}
+
+// CaptureFile describes one .npy file.
+type CaptureFile struct {
+	File  string `json:"file"`
+	Hook  string `json:"hook"`
+	Kind  string `json:"kind"`
+	Layer int    `json:"layer"`
+	Shape []int  `json:"shape"`
+}
+
+func checkOutDir(dir string, force bool) error {
+	st, err := os.Stat(dir)
+	if os.IsNotExist(err) {
+		return os.MkdirAll(dir, 0o755)
+	}
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s exists and is not a directory: choose another -o", dir)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	if len(ents) > 0 && !force {
+		return fmt.Errorf("%s is not empty (%d entries): choose an empty or new directory, or pass --force to write into it", dir, len(ents))
+	}
+	return nil
+}
+
+func captureRun(opts *CaptureOptions) error {
+	prompt, err := readPrompt(opts.Prompt, opts.PromptFile, "the prompt")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(prompt) == "" {
+		return usageErr("the prompt is empty: give some text")
+	}
+	m, err := opts.Model.load(false)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	hooks, err := models.ParseHooks(opts.Hooks, m.NLayer())
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	for _, h := range hooks {
+		if !m.Hooks.Has(h.Kind) {
+			return usageErr("the %s architecture has no %s hooks", m.Arch(), h.Kind)
+		}
+	}
+	if err := checkOutDir(opts.OutDir, opts.Force); err != nil {
+		return err
+	}
+	ids, err := m.Tokenize(prompt, opts.Model.tokenizeOptions())
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return usageErr("the prompt gives no tokens")
+	}
+	ctx, err := opts.Model.context(m, [][]int32{ids}, 1)
+	if err != nil {
+		return err
+	}
+	defer ctx.Close()
+	caches, err := ctx.Run([][]int32{ids}, llamaRun(hooks))
+	if err != nil {
+		return err
+	}
+	cache := caches[0]
+	idx := CaptureIndex{Model: opts.Model.Model, Arch: m.Arch(), Prompt: prompt, Tokens: tokenList(m, ids)}
+	for _, h := range hooks {
+		a, ok := cache.At(h)
+		if !ok {
+			return fmt.Errorf("internal error: %s was not captured", h.Name())
+		}
+		name := h.Name() + ".npy"
+		shape := []int{a.Rows(), a.Width}
+		if err := npy.WriteFile(filepath.Join(opts.OutDir, name), shape, a.Data); err != nil {
+			return err
+		}
+		idx.Files = append(idx.Files, CaptureFile{File: name, Hook: h.Name(), Kind: string(h.Kind), Layer: h.Layer, Shape: shape})
+	}
+	f, err := os.Create(filepath.Join(opts.OutDir, "index.json"))
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(f, idx); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if opts.JSON {
+		return writeJSON(opts.IO.Out, idx)
+	}
+	out := opts.IO.Out
+	var pieces []string
+	for _, t := range idx.Tokens {
+		pieces = append(pieces, t.Piece)
+	}
+	fmt.Fprintf(out, "prompt %q → %d tokens: %s\n", prompt, len(ids), strings.Join(pieces, " "))
+	var rows [][]string
+	for _, cf := range idx.Files {
+		a, _ := cache.Get(cf.Hook)
+		rows = append(rows, []string{cf.Hook, fmt.Sprintf("%d×%d", cf.Shape[0], cf.Shape[1]), fmt.Sprintf("%.4g", rowNorm(a.Row(a.Rows()-1))), cf.File})
+	}
+	if err := table(opts.IO, []string{"hook", "shape", "‖last row‖", "file"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %d activations and index.json to %s\n", len(idx.Files), opts.OutDir)
+	return nil
+}

@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lldiff/lldiff/llamacpp"
+)
+
+// modelFlags are the flags of every command that runs a model, spelled as
+// llama.cpp spells them.
+type modelFlags struct {
+	Model        string
+	GPULayers    int
+	Threads      int
+	NCtx         int
+	NBatch       int
+	NUBatch      int
+	KVType       string
+	NoMmap       bool
+	BOS          string
+	ParseSpecial bool
+}
+
+func (f *modelFlags) register(cmd *cobra.Command, run bool) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.Model, "model", "m", "", "GGUF model file (required)")
+	fl.StringVar(&f.BOS, "bos", "auto", "add a BOS token: auto (as the model says), yes, no")
+	fl.BoolVar(&f.ParseSpecial, "special", false, "parse special-token text such as <s> as control tokens")
+	if !run {
+		return
+	}
+	fl.IntVarP(&f.GPULayers, "n-gpu-layers", "g", 0, "layers to offload to the GPU (999: all)")
+	fl.IntVar(&f.GPULayers, "ngl", 0, "same as --n-gpu-layers")
+	fl.IntVarP(&f.Threads, "threads", "t", 0, "CPU threads (default: physical cores)")
+	fl.IntVarP(&f.NCtx, "ctx-size", "c", 0, "context size in tokens (default: what the prompts need)")
+	fl.IntVarP(&f.NBatch, "batch-size", "b", 0, "tokens per llama_decode call (default: the context size)")
+	fl.IntVarP(&f.NUBatch, "ubatch-size", "u", 0, "tokens per compute graph (default 512)")
+	fl.StringVar(&f.KVType, "kv-type", "f32", "KV cache type: f32 (exact activations) or f16 (half the memory, ~1e-3 differences)")
+	fl.BoolVar(&f.NoMmap, "no-mmap", false, "read the model into memory instead of mapping it")
+}
+
+func (f *modelFlags) check() error {
+	if f.Model == "" {
+		return usageErr("no model given: pass -m MODEL.gguf")
+	}
+	switch f.BOS {
+	case "auto", "yes", "no":
+	default:
+		return usageErr("--bos %q: use auto, yes or no", f.BOS)
+	}
+	if f.NCtx < 0 || f.Threads < 0 || f.GPULayers < 0 || f.NBatch < 0 || f.NUBatch < 0 {
+		return usageErr("-c, -t, -ngl, -b and -u take numbers >= 0")
+	}
+	switch strings.ToLower(f.KVType) {
+	case "", "f32", "f16":
+	default:
+		return usageErr("--kv-type %q: use f32 or f16", f.KVType)
+	}
+	return nil
+}
+
+func (f *modelFlags) tokenizeOptions() llamacpp.TokenizeOptions {
+	o := llamacpp.TokenizeOptions{ParseSpecial: f.ParseSpecial}
+	switch f.BOS {
+	case "yes":
+		o.BOS = llamacpp.BOSYes
+	case "no":
+		o.BOS = llamacpp.BOSNo
+	}
+	return o
+}
+
+func (f *modelFlags) load(vocabOnly bool) (*llamacpp.Model, error) {
+	return llamacpp.LoadModel(f.Model, llamacpp.ModelParams{GPULayers: f.GPULayers, NoMmap: f.NoMmap, VocabOnly: vocabOnly})
+}
+
+// context creates a context large enough for the given sequences decoded
+// nSeq at a time, unless -c says otherwise.
+func (f *modelFlags) context(m *llamacpp.Model, seqs [][]int32, nSeq int) (*llamacpp.Context, error) {
+	need := 0
+	for i := 0; i < len(seqs); i += nSeq {
+		tot := 0
+		for _, s := range seqs[i:min(i+nSeq, len(seqs))] {
+			tot += len(s)
+		}
+		need = max(need, tot)
+	}
+	n := f.NCtx
+	if n == 0 {
+		n = max(256, (need+255)/256*256)
+	} else if longest := maxLen(seqs); longest > n {
+		return nil, fmt.Errorf("a prompt has %d tokens but the context holds %d (-c %d): pass -c %d or a shorter prompt", longest, n, n, (longest+255)/256*256)
+	}
+	if tr := m.Info.NCtxTrain; tr > 0 && maxLen(seqs) > tr {
+		return nil, fmt.Errorf("a prompt has %d tokens but %s was trained on at most %d: shorten the prompt", maxLen(seqs), m.Path, tr)
+	}
+	return m.NewContext(llamacpp.ContextParams{
+		NCtx: n, NBatch: f.NBatch, NUBatch: f.NUBatch, Threads: f.Threads, KVType: f.KVType, NSeqMax: nSeq,
+	})
+}
+
+func maxLen(seqs [][]int32) int {
+	n := 0
+	for _, s := range seqs {
+		n = max(n, len(s))
+	}
+	return n
+}
+
+// readPrompt returns text, or the content of file when text is empty.
+func readPrompt(text, file, what string) (string, error) {
+	if file != "" {
+		if text != "" {
+			return "", usageErr("%s given both as text and with a file: choose one", what)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimRight(string(b), "\n"), nil
+	}
+	return text, nil
+}
+
+func human(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}

@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lldiff/lldiff/llamacpp"
+)
+
+// DevicesOptions are the options of `lldiff devices`.
+type DevicesOptions struct {
+	IO   *IOStreams
+	JSON bool
+}
+
+func newCmdDevices(io *IOStreams, runF func(*DevicesOptions) error) *cobra.Command {
+	opts := &DevicesOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "devices",
+		Short: "List the compute devices llama.cpp can use, with their memory",
+		Long: `List the compute devices of every loaded ggml backend. GPU backends are
+loaded from $LLDIFF_BACKEND_DIR, else from lib/lldiff beside or above the
+lldiff binary (make cuda puts libggml-cuda.so there).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return devicesRun(opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	return cmd
+}
+
+type deviceJSON struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Type        string `json:"type"`
+	FreeBytes   uint64 `json:"free_bytes"`
+	TotalBytes  uint64 `json:"total_bytes"`
+}
+
+func devicesRun(opts *DevicesOptions) error {
+	devs := llamacpp.Devices()
+	if opts.JSON {
+		out := struct {
+			Devices    []deviceJSON `json:"devices"`
+			BackendDir []string     `json:"backend_dirs"`
+		}{BackendDir: llamacpp.BackendDirs()}
+		for _, d := range devs {
+			out.Devices = append(out.Devices, deviceJSON{d.Name, d.Description, d.Type, d.Free, d.Total})
+		}
+		return writeJSON(opts.IO.Out, out)
+	}
+	var rows [][]string
+	for _, d := range devs {
+		rows = append(rows, []string{d.Name, d.Type, d.Description, human(d.Free), human(d.Total)})
+	}
+	if err := table(opts.IO, []string{"device", "type", "description", "free", "total"}, rows); err != nil {
+		return err
+	}
+	if opts.IO.IsTerminal {
+		dirs := llamacpp.BackendDirs()
+		if len(dirs) == 0 {
+			fmt.Fprintln(opts.IO.Out, "no GPU backend directory found (set LLDIFF_BACKEND_DIR or run make cuda)")
+		} else {
+			fmt.Fprintln(opts.IO.Out, "backends loaded from:", dirs)
+		}
+	}
+	return nil
+}

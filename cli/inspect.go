@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lldiff/lldiff/models"
+)
+
+// InspectOptions are the options of `lldiff inspect`.
+type InspectOptions struct {
+	IO   *IOStreams
+	Path string
+	JSON bool
+}
+
+func newCmdInspect(io *IOStreams, runF func(*InspectOptions) error) *cobra.Command {
+	opts := &InspectOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "inspect MODEL",
+		Short: "Describe a GGUF model: shape, tokenizer, tensor types, available hooks",
+		Long: `Describe a GGUF model from its header alone (no weights are read):
+architecture, layers, d_model, heads and KV heads, d_ff, vocabulary and
+tokenizer, tensor types with counts and bytes, and the hooks lldiff can
+capture with the llama.cpp graph node behind each.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Path = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return inspectRun(opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	return cmd
+}
+
+type inspectJSON struct {
+	File            string           `json:"file"`
+	FileBytes       int64            `json:"file_bytes"`
+	GGUFVersion     uint32           `json:"gguf_version"`
+	Arch            string           `json:"arch"`
+	Name            string           `json:"name"`
+	Layers          int              `json:"layers"`
+	DModel          int              `json:"d_model"`
+	Heads           int              `json:"heads"`
+	KVHeads         int              `json:"kv_heads"`
+	DHead           int              `json:"d_head"`
+	DFF             int              `json:"d_ff"`
+	Vocab           int              `json:"vocab"`
+	Tokenizer       string           `json:"tokenizer"`
+	ContextTrain    int              `json:"context_train"`
+	RopeBase        float64          `json:"rope_base"`
+	NormEps         float64          `json:"norm_eps"`
+	Tied            bool             `json:"tied_embeddings"`
+	VocabOnly       bool             `json:"vocab_only"`
+	FileType        string           `json:"file_type"`
+	Params          uint64           `json:"params"`
+	TensorTypes     []tensorTypeJSON `json:"tensor_types"`
+	Hooks           []hookInfoJSON   `json:"hooks"`
+	Notes           []string         `json:"notes,omitempty"`
+	RunnableProblem string           `json:"runnable_problem,omitempty"`
+}
+
+type tensorTypeJSON struct {
+	Type     string `json:"type"`
+	Count    int    `json:"count"`
+	Elements uint64 `json:"elements"`
+	Bytes    uint64 `json:"bytes"`
+}
+
+type hookInfoJSON struct {
+	Hook  string `json:"hook"`
+	Short string `json:"short"`
+	Node  string `json:"node"`
+}
+
+func inspectRun(opts *InspectOptions) error {
+	f, err := models.Open(opts.Path)
+	if err != nil {
+		return err
+	}
+	info, err := f.Info()
+	if err != nil {
+		return fmt.Errorf("%s: %w", opts.Path, err)
+	}
+	doc := inspectJSON{
+		File: opts.Path, FileBytes: f.FileSize, GGUFVersion: f.Version, Arch: info.Arch, Name: info.Name,
+		Layers: info.NLayer, DModel: info.DModel, Heads: info.NHead, KVHeads: info.NHeadKV, DHead: info.DHead,
+		DFF: info.DFF, Vocab: info.NVocab, Tokenizer: info.TokenizerModel, ContextTrain: info.NCtxTrain,
+		RopeBase: info.RopeBase, NormEps: info.NormEps, Tied: info.TiedEmbeddings, VocabOnly: info.VocabOnly,
+		FileType: info.FileType, Params: info.NParams,
+	}
+	var types []models.GGMLType
+	for t := range info.TensorTypes {
+		types = append(types, t)
+	}
+	sort.Slice(types, func(i, j int) bool { return info.TensorTypes[types[i]].Bytes > info.TensorTypes[types[j]].Bytes })
+	for _, t := range types {
+		s := info.TensorTypes[t]
+		doc.TensorTypes = append(doc.TensorTypes, tensorTypeJSON{t.String(), s.Count, s.Elements, s.Bytes})
+	}
+	if err := f.CheckRunnable(); err != nil {
+		doc.RunnableProblem = err.Error()
+	}
+	if ht, err := models.HookTableFor(info.Arch); err == nil && !info.VocabOnly {
+		doc.Notes = ht.Notes
+		for _, k := range ht.Kinds {
+			h := models.Hook{Kind: k, Layer: -1}
+			if k.PerLayer() {
+				h.Layer = 0
+			}
+			n, _ := ht.Node(h)
+			hj := hookInfoJSON{Hook: h.Name(), Short: h.Short(), Node: n.String()}
+			if k.PerLayer() {
+				hj.Hook = fmt.Sprintf("blocks.L.%s", h.Name()[len("blocks.0."):])
+				hj.Short = string(k) + ".L"
+				if k == models.ResidPre {
+					hj.Node = "inp_embd (L=0), l_out-(L-1)"
+				} else {
+					hj.Node = n.String()
+					hj.Node = replaceLayer(hj.Node)
+				}
+			}
+			doc.Hooks = append(doc.Hooks, hj)
+		}
+	}
+	if opts.JSON {
+		return writeJSON(opts.IO.Out, doc)
+	}
+	out := opts.IO.Out
+	fmt.Fprintf(out, "%s: GGUF v%d, %s\n", opts.Path, doc.GGUFVersion, human(uint64(doc.FileBytes)))
+	tied := ""
+	if doc.Tied {
+		tied = ", tied embeddings (no output.weight)"
+	}
+	if doc.VocabOnly {
+		fmt.Fprintf(out, "vocab only (no weights): %s tokenizer, %d tokens\n", doc.Tokenizer, doc.Vocab)
+	} else {
+		fmt.Fprintf(out, "architecture %s %q, %d layers, d_model %d, %d heads (%d KV heads) of %d, d_ff %d%s\n",
+			doc.Arch, doc.Name, doc.Layers, doc.DModel, doc.Heads, doc.KVHeads, doc.DHead, doc.DFF, tied)
+		fmt.Fprintf(out, "vocabulary %d (%s tokenizer), trained context %d, rope base %g, norm eps %g, %d parameters, file type %s\n",
+			doc.Vocab, doc.Tokenizer, doc.ContextTrain, doc.RopeBase, doc.NormEps, doc.Params, doc.FileType)
+	}
+	if len(doc.TensorTypes) > 0 {
+		var rows [][]string
+		for _, t := range doc.TensorTypes {
+			rows = append(rows, []string{t.Type, fmt.Sprint(t.Count), fmt.Sprint(t.Elements), human(t.Bytes)})
+		}
+		if err := table(opts.IO, []string{"type", "tensors", "elements", "bytes"}, rows); err != nil {
+			return err
+		}
+	}
+	if len(doc.Hooks) > 0 {
+		var rows [][]string
+		for _, h := range doc.Hooks {
+			rows = append(rows, []string{h.Hook, h.Short, h.Node})
+		}
+		if err := table(opts.IO, []string{"hook", "short", "llama.cpp node"}, rows); err != nil {
+			return err
+		}
+		for _, n := range doc.Notes {
+			fmt.Fprintln(out, "note:", n)
+		}
+	}
+	if doc.RunnableProblem != "" {
+		fmt.Fprintln(out, "cannot run:", doc.RunnableProblem)
+	}
+	return nil
+}
+
+func replaceLayer(s string) string {
+	// "attn_out-0 ..." → "attn_out-L ..."
+	for i := 0; i+2 <= len(s); i++ {
+		if s[i] == '-' && s[i+1] == '0' && (i+2 == len(s) || s[i+2] == ' ') {
+			return s[:i+1] + "L" + s[i+2:]
+		}
+	}
+	return s
+}

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lldiff/lldiff/llamacpp"
+	"github.com/lldiff/lldiff/models"
+)
+
+// SynthOptions are the options of `lldiff synth`.
+type SynthOptions struct {
+	IO      *IOStreams
+	Out     string
+	Preset  string
+	Type    string
+	Vocab   string
+	Layers  int
+	DModel  int
+	Heads   int
+	KVHeads int
+	DFF     int
+	Ctx     int
+	Seed    uint64
+	Untied  bool
+	Pure    bool
+	Force   bool
+}
+
+func newCmdSynth(io *IOStreams, runF func(*SynthOptions) error) *cobra.Command {
+	opts := &SynthOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "synth -o FILE [--preset NAME] [--type TYPE] [shape flags]",
+		Short: "Write a synthetic llama model with random weights (developer and benchmark tool)",
+		Long: `Write a llama-architecture GGUF with deterministic random weights and a real
+tokenizer copied from a vocab-only GGUF. Tests and benchmarks use these to
+exercise any shape and quant type without downloads.
+
+Presets: tiny, small, bench-cpu, llama2-7b. Shape flags override the preset.
+Types F32, F16, Q8_0 and Q4_0 are written directly; Q4_K (=Q4_K_S), Q4_K_M
+and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Out == "" {
+				return usageErr("no output file: pass -o FILE.gguf")
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return synthRun(opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&opts.Out, "output", "o", "", "output GGUF file")
+	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: tiny, small, bench-cpu, llama2-7b")
+	f.StringVar(&opts.Type, "type", "F32", "weight type: F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K")
+	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the Llama-2 vocab in ../shared/models/vocab)")
+	f.IntVar(&opts.Layers, "layers", 0, "layers")
+	f.IntVar(&opts.DModel, "d-model", 0, "d_model")
+	f.IntVar(&opts.Heads, "heads", 0, "attention heads")
+	f.IntVar(&opts.KVHeads, "kv-heads", 0, "KV heads (grouped-query attention)")
+	f.IntVar(&opts.DFF, "d-ff", 0, "MLP width")
+	f.IntVar(&opts.Ctx, "ctx", 0, "trained context length")
+	f.Uint64Var(&opts.Seed, "seed", 1, "random seed")
+	f.BoolVar(&opts.Untied, "untied", false, "write a separate output.weight (default: tied to token_embd)")
+	f.BoolVar(&opts.Pure, "pure", false, "with K-quant types: quantize every matrix to the type (no llama.cpp mixture)")
+	f.BoolVar(&opts.Force, "force", false, "replace an existing output file")
+	return cmd
+}
+
+func defaultVocab() string {
+	if d, err := models.SharedModelsDir(); err == nil {
+		return filepath.Join(d, "vocab", "ggml-vocab-llama-spm.gguf")
+	}
+	return ""
+}
+
+func synthRun(opts *SynthOptions) error {
+	spec, err := models.SynthPreset(opts.Preset)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	for _, o := range []struct {
+		v   int
+		dst *int
+	}{{opts.Layers, &spec.NLayer}, {opts.DModel, &spec.DModel}, {opts.Heads, &spec.NHead}, {opts.KVHeads, &spec.NHeadKV}, {opts.DFF, &spec.DFF}, {opts.Ctx, &spec.NCtx}} {
+		if o.v < 0 {
+			return usageErr("shape flags take positive numbers")
+		}
+		if o.v > 0 {
+			*o.dst = o.v
+		}
+	}
+	if opts.Heads > 0 && opts.KVHeads == 0 {
+		spec.NHeadKV = spec.NHead
+	}
+	spec.Seed = opts.Seed
+	spec.Untied = opts.Untied
+	spec.Overwrite = opts.Force
+	spec.VocabPath = opts.Vocab
+	if spec.VocabPath == "" {
+		spec.VocabPath = defaultVocab()
+		if spec.VocabPath == "" {
+			return usageErr("no vocabulary: pass --vocab VOCAB.gguf (a vocab-only GGUF such as llama.cpp's ggml-vocab-llama-spm.gguf)")
+		}
+	}
+	if _, err := os.Stat(opts.Out); err == nil && !opts.Force {
+		return fmt.Errorf("%s already exists: choose another name or pass --force to replace it", opts.Out)
+	}
+	typ := strings.ToUpper(opts.Type)
+	start := time.Now()
+	switch typ {
+	case "F32", "F16", "Q8_0", "Q4_0":
+		spec.Type, err = models.ParseGGMLType(typ)
+		if err != nil {
+			return &UsageError{Err: err}
+		}
+		if err := models.WriteSynthetic(opts.Out, spec); err != nil {
+			return err
+		}
+	case "Q4_K", "Q4_K_S", "Q4_K_M", "Q6_K":
+		spec.Type = models.F16
+		tmp := opts.Out + ".f16.tmp"
+		spec.Overwrite = true
+		if err := models.WriteSynthetic(tmp, spec); err != nil {
+			return err
+		}
+		defer os.Remove(tmp)
+		if err := llamacpp.Quantize(tmp, opts.Out, llamacpp.QuantizeParams{Type: typ, Pure: opts.Pure, Overwrite: opts.Force}); err != nil {
+			return err
+		}
+	default:
+		return usageErr("--type %q: choose F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M or Q6_K", opts.Type)
+	}
+	st, err := os.Stat(opts.Out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.IO.Out, "wrote %s: llama, %d layers, d_model %d, %d heads (%d KV), d_ff %d, %s, %s in %.1fs\n",
+		opts.Out, spec.NLayer, spec.DModel, spec.NHead, spec.NHeadKV, spec.DFF, typ, human(uint64(st.Size())), time.Since(start).Seconds())
+	return nil
+}

@@ -1,0 +1,65 @@
+package npy
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+func TestRoundTrip(t *testing.T) {
+	for _, shape := range [][]int{{3}, {2, 3}, {1, 64}, {4, 1, 2}} {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		data := make([]float32, n)
+		for i := range data {
+			data[i] = float32(i)*0.5 - 1
+		}
+		var b bytes.Buffer
+		if err := Write(&b, shape, data); err != nil {
+			t.Fatal(err)
+		}
+		// header + data length is a multiple of 64 before the data
+		if (b.Len()-4*n)%64 != 0 {
+			t.Errorf("shape %v: header length %d not aligned to 64", shape, b.Len()-4*n)
+		}
+		gs, gd, err := Read(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gs) != len(shape) {
+			t.Fatalf("shape %v read back as %v", shape, gs)
+		}
+		for i := range gs {
+			if gs[i] != shape[i] {
+				t.Fatalf("shape %v read back as %v", shape, gs)
+			}
+		}
+		for i := range gd {
+			if gd[i] != data[i] {
+				t.Fatalf("value %d: %v != %v", i, gd[i], data[i])
+			}
+		}
+	}
+}
+
+// TestNumpyLoads checks the files with numpy itself when it is installed.
+func TestNumpyLoads(t *testing.T) {
+	py := NumpyPython()
+	if py == "" {
+		t.Skip("no python3 with numpy installed (apt-get install python3-numpy)")
+	}
+	p := filepath.Join(t.TempDir(), "a.npy")
+	if err := WriteFile(p, []int{2, 3}, []float32{1, 2, 3, 4, 5, 6.5}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(py, "-c", "import numpy,sys; a=numpy.load(sys.argv[1]); print(a.dtype, a.shape, a[1,2])", p).CombinedOutput()
+	if err != nil {
+		t.Fatalf("numpy.load failed: %v\n%s", err, out)
+	}
+	if got := string(bytes.TrimSpace(out)); got != "float32 (2, 3) 6.5" {
+		t.Fatalf("numpy read %q", got)
+	}
+}

@@ -1,0 +1,333 @@
+package llamacpp
+
+/*
+#include <stdlib.h>
+#include "llama.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/lldiff/lldiff/callbacks"
+	"github.com/lldiff/lldiff/models"
+)
+
+// ContextParams configure a context. Zero values take the defaults.
+type ContextParams struct {
+	// NCtx is the context size in tokens, shared by all sequences decoded
+	// together (default 512).
+	NCtx int
+	// NBatch is the most tokens given to one llama_decode call (default
+	// NCtx); NUBatch the most computed in one graph (default 512).
+	NBatch, NUBatch int
+	// Threads is the CPU thread count (default: physical cores).
+	Threads int
+	// KVType is the KV cache type, "f32" (default: exact activations) or
+	// "f16" (half the memory; K/V rounding shows up as ~1e-3 differences).
+	KVType string
+	// NSeqMax is the most sequences decoded together (default 1).
+	NSeqMax int
+}
+
+func (p *ContextParams) defaults() error {
+	if p.NCtx <= 0 {
+		p.NCtx = 512
+	}
+	if p.NBatch <= 0 {
+		p.NBatch = p.NCtx
+	}
+	if p.NUBatch <= 0 {
+		p.NUBatch = 512
+	}
+	p.NUBatch = min(p.NUBatch, p.NBatch)
+	if p.Threads <= 0 {
+		p.Threads = PhysicalCores()
+	}
+	if p.NSeqMax <= 0 {
+		p.NSeqMax = 1
+	}
+	if p.NSeqMax > 256 {
+		return fmt.Errorf("at most 256 sequences can be decoded together, asked for %d", p.NSeqMax)
+	}
+	switch strings.ToLower(p.KVType) {
+	case "", "f32":
+		p.KVType = "f32"
+	case "f16":
+		p.KVType = "f16"
+	default:
+		return fmt.Errorf("unknown KV cache type %q: use f32 (exact) or f16 (half the memory)", p.KVType)
+	}
+	return nil
+}
+
+// Context is a llama.cpp context with an activation recorder attached. It is
+// not safe for concurrent use: serialise Run calls.
+type Context struct {
+	mu  sync.Mutex
+	c   *C.struct_llama_context
+	m   *Model
+	rec *callbacks.Recorder
+	p   ContextParams
+}
+
+// NewContext creates a context for m.
+func (m *Model) NewContext(p ContextParams) (*Context, error) {
+	if err := p.defaults(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil {
+		return nil, errClosed
+	}
+	if m.Hooks == nil {
+		return nil, fmt.Errorf("%s was loaded vocab-only: it cannot run", m.Path)
+	}
+	rec := callbacks.New()
+	cp := C.llama_context_default_params()
+	cp.n_ctx = C.uint32_t(p.NCtx)
+	cp.n_batch = C.uint32_t(p.NBatch)
+	cp.n_ubatch = C.uint32_t(p.NUBatch)
+	cp.n_seq_max = C.uint32_t(p.NSeqMax)
+	cp.n_threads = C.int32_t(p.Threads)
+	cp.n_threads_batch = C.int32_t(p.Threads)
+	cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+	cp.no_perf = true
+	// One KV stream for all sequences: llama.cpp then splits batches into
+	// ubatches in batch order, which is how rows are matched to tokens.
+	cp.kv_unified = true
+	if p.KVType == "f16" {
+		cp.type_k, cp.type_v = C.GGML_TYPE_F16, C.GGML_TYPE_F16
+	} else {
+		cp.type_k, cp.type_v = C.GGML_TYPE_F32, C.GGML_TYPE_F32
+	}
+	fn, ud := rec.EvalCallback()
+	cp.cb_eval = C.ggml_backend_sched_eval_callback(fn)
+	cp.cb_eval_user_data = ud
+	c := C.llama_init_from_model(m.c, cp)
+	if c == nil {
+		rec.Close()
+		return nil, fmt.Errorf("llama.cpp could not create a context of %d tokens for %s (out of memory?); run with -v for its log", p.NCtx, m.Path)
+	}
+	return &Context{c: c, m: m, rec: rec, p: p}, nil
+}
+
+// Params returns the context's parameters with defaults filled in.
+func (c *Context) Params() ContextParams { return c.p }
+
+// NCtx returns the context size llama.cpp allocated.
+func (c *Context) NCtx() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c == nil {
+		return 0
+	}
+	return int(C.llama_n_ctx(c.c))
+}
+
+// Close frees the context. A second Close does nothing.
+func (c *Context) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c != nil {
+		C.llama_free(c.c)
+		c.c = nil
+		c.rec.Close()
+	}
+	return nil
+}
+
+// Recorder returns the context's recorder (for patching and statistics).
+func (c *Context) Recorder() *callbacks.Recorder { return c.rec }
+
+// RunOptions configure Run.
+type RunOptions struct {
+	// Hooks to capture; none captures nothing (logits are always returned).
+	Hooks []models.Hook
+	// NoLogits skips copying the logits of every position.
+	NoLogits bool
+	// Keep leaves the recorder's selection and patches as they are: Run
+	// then neither selects Hooks nor resets patches (for patching runs set
+	// up through Recorder).
+	Keep bool
+}
+
+// Run decodes independent token sequences and returns one cache per
+// sequence holding the captured hooks and the logits of every position.
+// Sequences are decoded NSeqMax at a time as separate sequences of one
+// batch (never padded into one row); the KV cache is cleared before each
+// group.
+func (c *Context) Run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c == nil {
+		return nil, fmt.Errorf("llamacpp: context is closed")
+	}
+	nVocab := c.m.nVocab
+	for i, s := range seqs {
+		if len(s) == 0 {
+			return nil, fmt.Errorf("sequence %d is empty: give at least one token", i)
+		}
+		if len(s) > c.p.NCtx {
+			return nil, fmt.Errorf("sequence %d has %d tokens but the context holds %d: pass a larger context (-c %d)", i, len(s), c.p.NCtx, roundUp(len(s), 256))
+		}
+		for _, t := range s {
+			if t < 0 || int(t) >= nVocab {
+				return nil, fmt.Errorf("sequence %d has token id %d outside the vocabulary (0..%d)", i, t, nVocab-1)
+			}
+		}
+	}
+	// one slot per distinct node
+	var nodes []models.Node
+	slotOf := map[models.Node]int{}
+	hookSlot := make([]int, len(o.Hooks))
+	for i, h := range o.Hooks {
+		if h.Kind == models.Logits {
+			// logits come from llama.cpp's output buffer
+			hookSlot[i] = -1
+			continue
+		}
+		n, ok := c.m.Hooks.Node(h)
+		if !ok {
+			return nil, fmt.Errorf("the %s architecture has no hook %s", c.m.Arch(), h.Name())
+		}
+		if h.Kind.PerLayer() && (h.Layer < 0 || h.Layer >= c.m.NLayer()) {
+			return nil, fmt.Errorf("hook %s: layer out of range, the model has %d layers", h.Name(), c.m.NLayer())
+		}
+		s, ok := slotOf[n]
+		if !ok {
+			s = len(nodes)
+			slotOf[n] = s
+			nodes = append(nodes, n)
+		}
+		hookSlot[i] = s
+	}
+	if !o.Keep {
+		if err := c.rec.Select(nodes); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*models.Cache, len(seqs))
+	for start := 0; start < len(seqs); {
+		// a group: at most NSeqMax sequences whose tokens fit the context
+		end, total := start, 0
+		for end < len(seqs) && end-start < c.p.NSeqMax && total+len(seqs[end]) <= c.p.NCtx {
+			total += len(seqs[end])
+			end++
+		}
+		caches, err := c.runGroup(seqs[start:end], total, o, hookSlot)
+		if err != nil {
+			return nil, err
+		}
+		copy(out[start:end], caches)
+		start = end
+	}
+	return out, nil
+}
+
+func roundUp(n, m int) int { return (n + m - 1) / m * m }
+
+func (c *Context) runGroup(seqs [][]int32, total int, o RunOptions, hookSlot []int) ([]*models.Cache, error) {
+	C.llama_memory_clear(C.llama_get_memory(c.c), true)
+	c.rec.Reset()
+	nVocab := c.m.nVocab
+	caches := make([]*models.Cache, len(seqs))
+	for i, s := range seqs {
+		caches[i] = models.NewCache(append([]int32(nil), s...), c.m.NLayer())
+	}
+	var logits [][]float32
+	if !o.NoLogits {
+		logits = make([][]float32, len(seqs))
+		for i, s := range seqs {
+			logits[i] = make([]float32, len(s)*nVocab)
+		}
+	}
+	// flat token order: sequence by sequence
+	type tok struct{ seq, pos int }
+	flat := make([]tok, 0, total)
+	for si, s := range seqs {
+		for p := range s {
+			flat = append(flat, tok{si, p})
+		}
+	}
+	batch := C.llama_batch_init(C.int32_t(min(c.p.NBatch, total)), 0, 1)
+	defer C.llama_batch_free(batch)
+	for b0 := 0; b0 < total; b0 += c.p.NBatch {
+		b1 := min(b0+c.p.NBatch, total)
+		n := b1 - b0
+		toks := unsafe.Slice(batch.token, n)
+		pos := unsafe.Slice(batch.pos, n)
+		nseq := unsafe.Slice(batch.n_seq_id, n)
+		seqIDs := unsafe.Slice(batch.seq_id, n)
+		outs := unsafe.Slice(batch.logits, n)
+		for i := range n {
+			t := flat[b0+i]
+			toks[i] = C.llama_token(seqs[t.seq][t.pos])
+			pos[i] = C.llama_pos(t.pos)
+			nseq[i] = 1
+			*seqIDs[i] = C.llama_seq_id(t.seq)
+			// every token asks for logits: otherwise llama.cpp cuts the
+			// last layer down to the rows that output
+			outs[i] = 1
+		}
+		batch.n_tokens = C.int32_t(n)
+		ret := C.llama_decode(c.c, batch)
+		if err := c.rec.Err(); err != nil {
+			return nil, err
+		}
+		switch {
+		case ret == 1:
+			return nil, fmt.Errorf("llama.cpp found no room in the KV cache for %d tokens (context %d): pass a larger context (-c)", total, c.p.NCtx)
+		case ret != 0:
+			return nil, fmt.Errorf("llama_decode failed with status %d; run with -v for llama.cpp's log", int(ret))
+		}
+		if logits != nil {
+			for i := range n {
+				t := flat[b0+i]
+				p := C.llama_get_logits_ith(c.c, C.int32_t(i))
+				if p == nil {
+					return nil, fmt.Errorf("llama.cpp returned no logits for token %d", b0+i)
+				}
+				copy(logits[t.seq][t.pos*nVocab:(t.pos+1)*nVocab], unsafe.Slice((*float32)(unsafe.Pointer(p)), nVocab))
+			}
+		}
+	}
+	// split the recorded rows of each slot by sequence
+	slotRows := map[int][]float32{}
+	slotWidth := map[int]int{}
+	for _, s := range hookSlot {
+		if _, done := slotRows[s]; done || s < 0 {
+			continue
+		}
+		w, data := c.rec.Rows(s)
+		if w == 0 || len(data) != w*total {
+			return nil, fmt.Errorf("capture of node %s recorded %d values of width %d for %d tokens; the graph of this llama.cpp build does not match lldiff's hook table (run with -v)",
+				c.rec.Node(s), len(data), w, total)
+		}
+		slotRows[s], slotWidth[s] = data, w
+	}
+	for i, h := range o.Hooks {
+		s := hookSlot[i]
+		if s < 0 {
+			continue
+		}
+		data, w := slotRows[s], slotWidth[s]
+		off := 0
+		for si, seq := range seqs {
+			n := len(seq) * w
+			caches[si].Set(&models.Activation{Hook: h, Width: w, Data: data[off : off+n : off+n]})
+			off += n
+		}
+	}
+	if logits != nil {
+		// logits are set last: a Logits hook always means these
+		for si := range seqs {
+			caches[si].Set(&models.Activation{Hook: models.Hook{Kind: models.Logits, Layer: -1}, Width: nVocab, Data: logits[si]})
+		}
+	}
+	return caches, nil
+}

@@ -1,0 +1,149 @@
+package llamacpp
+
+/*
+#include <stdlib.h>
+#include "llama.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"unsafe"
+
+	"github.com/lldiff/lldiff/models"
+)
+
+// ModelParams configure LoadModel.
+type ModelParams struct {
+	// GPULayers is the number of layers to put on the GPU (llama.cpp's -ngl);
+	// 0 keeps everything on the CPU, a large number offloads all.
+	GPULayers int
+	// NoMmap reads the file into memory instead of mapping it.
+	NoMmap bool
+	// VocabOnly loads only the tokenizer (vocab-only GGUFs have no weights).
+	VocabOnly bool
+}
+
+// Model is a loaded GGUF model. Its methods are safe for concurrent use;
+// Close must not race with contexts still in use.
+type Model struct {
+	mu    sync.Mutex
+	c     *C.struct_llama_model
+	vocab *C.struct_llama_vocab
+
+	// Path is the file the model was loaded from.
+	Path string
+	// File is the GGUF header, read and validated in Go before llama.cpp saw
+	// the file.
+	File *models.File
+	// Info holds the hyperparameters.
+	Info *models.Info
+	// Hooks maps hook names to graph nodes; nil for vocab-only models.
+	Hooks *models.HookTable
+
+	nVocab  int
+	special map[string]bool
+}
+
+// LoadModel validates a GGUF file in Go and loads it with llama.cpp.
+func LoadModel(path string, p ModelParams) (*Model, error) {
+	Init()
+	f, err := models.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	info, err := f.Info()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m := &Model{Path: path, File: f, Info: info}
+	if !p.VocabOnly {
+		if err := f.CheckRunnable(); err != nil {
+			return nil, err
+		}
+		if m.Hooks, err = models.HookTableFor(f.Architecture()); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	mp := C.llama_model_default_params()
+	mp.n_gpu_layers = C.int32_t(p.GPULayers)
+	mp.use_mmap = C.bool(!p.NoMmap)
+	mp.vocab_only = C.bool(p.VocabOnly)
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	m.c = C.llama_model_load_from_file(cpath, mp)
+	if m.c == nil {
+		return nil, fmt.Errorf("llama.cpp could not load %s although its header is valid; run with -v to see llama.cpp's log", path)
+	}
+	m.vocab = C.llama_model_get_vocab(m.c)
+	m.nVocab = int(C.llama_vocab_n_tokens(m.vocab))
+	if !p.VocabOnly {
+		if n := int(C.llama_model_n_layer(m.c)); n != info.NLayer {
+			m.Close()
+			return nil, fmt.Errorf("%s: llama.cpp sees %d layers, the header says %d", path, n, info.NLayer)
+		}
+	}
+	return m, nil
+}
+
+// Close frees the model. A second Close does nothing.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c != nil {
+		C.llama_model_free(m.c)
+		m.c = nil
+		m.vocab = nil
+	}
+	return nil
+}
+
+var errClosed = errors.New("llamacpp: model is closed")
+
+// NLayer returns the number of layers.
+func (m *Model) NLayer() int { return m.Info.NLayer }
+
+// NEmbd returns d_model.
+func (m *Model) NEmbd() int { return m.Info.DModel }
+
+// NVocab returns the vocabulary size.
+func (m *Model) NVocab() int { return m.nVocab }
+
+// Arch returns general.architecture.
+func (m *Model) Arch() string { return m.Info.Arch }
+
+// Desc returns llama.cpp's one-line description of the model.
+func (m *Model) Desc() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil {
+		return ""
+	}
+	buf := make([]byte, 256)
+	n := C.llama_model_desc(m.c, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	if n < 0 {
+		return ""
+	}
+	return string(buf[:min(int(n), len(buf)-1)])
+}
+
+// SizeBytes returns the size of the model's weights.
+func (m *Model) SizeBytes() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil {
+		return 0
+	}
+	return uint64(C.llama_model_size(m.c))
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}

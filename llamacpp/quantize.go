@@ -1,0 +1,91 @@
+package llamacpp
+
+/*
+#include <stdlib.h>
+#include "llama.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"unsafe"
+
+	"github.com/lldiff/lldiff/models"
+)
+
+// quantTypes maps the names lldiff accepts to llama.cpp file types.
+var quantTypes = map[string]C.enum_llama_ftype{
+	"F32":    C.LLAMA_FTYPE_ALL_F32,
+	"F16":    C.LLAMA_FTYPE_MOSTLY_F16,
+	"Q8_0":   C.LLAMA_FTYPE_MOSTLY_Q8_0,
+	"Q4_0":   C.LLAMA_FTYPE_MOSTLY_Q4_0,
+	"Q4_K":   C.LLAMA_FTYPE_MOSTLY_Q4_K_S,
+	"Q4_K_S": C.LLAMA_FTYPE_MOSTLY_Q4_K_S,
+	"Q4_K_M": C.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+	"Q6_K":   C.LLAMA_FTYPE_MOSTLY_Q6_K,
+}
+
+// QuantTypes lists the types Quantize accepts.
+func QuantTypes() []string {
+	var s []string
+	for k := range quantTypes {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return s
+}
+
+// QuantizeParams configure Quantize.
+type QuantizeParams struct {
+	// Type is the target: F32, F16, Q8_0, Q4_0, Q4_K (= Q4_K_S), Q4_K_M, Q6_K.
+	Type string
+	// Pure quantizes every matrix to Type; otherwise llama.cpp's mixture
+	// for that file type is used (for example Q6_K output.weight in Q4_K_M).
+	Pure bool
+	// Threads for quantizing (default: physical cores).
+	Threads int
+	// Overwrite allows replacing an existing output file.
+	Overwrite bool
+}
+
+// Quantize writes a quantized copy of the GGUF model in to out with
+// llama.cpp's quantizer. Tensors whose rows do not fit the type's block
+// (stories260K's 172-wide ffn_down for Q4_0) fall back to another type as
+// llama.cpp decides.
+func Quantize(in, out string, p QuantizeParams) error {
+	Init()
+	ft, ok := quantTypes[strings.ToUpper(p.Type)]
+	if !ok {
+		return fmt.Errorf("cannot quantize to %q: choose one of %s", p.Type, strings.Join(QuantTypes(), ", "))
+	}
+	f, err := models.Open(in)
+	if err != nil {
+		return err
+	}
+	if err := f.CheckRunnable(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(out); err == nil && !p.Overwrite {
+		return fmt.Errorf("%s already exists: choose another name or pass --force to replace it", out)
+	}
+	threads := p.Threads
+	if threads <= 0 {
+		threads = PhysicalCores()
+	}
+	tmp := out + ".tmp"
+	qp := C.llama_model_quantize_default_params()
+	qp.nthread = C.int32_t(threads)
+	qp.ftype = ft
+	qp.pure = C.bool(p.Pure)
+	cin, cout := C.CString(in), C.CString(tmp)
+	defer C.free(unsafe.Pointer(cin))
+	defer C.free(unsafe.Pointer(cout))
+	if rc := C.llama_model_quantize(cin, cout, &qp); rc != 0 {
+		os.Remove(tmp)
+		return fmt.Errorf("llama.cpp could not quantize %s to %s (status %d); run with -v for its log", in, p.Type, int(rc))
+	}
+	return os.Rename(tmp, out)
+}

@@ -1,0 +1,210 @@
+package llamacpp
+
+/*
+#include <stdlib.h>
+#include "llama.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// TokenizeOptions configure Tokenize.
+type TokenizeOptions struct {
+	// BOS chooses whether a beginning-of-sequence token is prepended:
+	// BOSAuto follows the model (tokenizer.ggml.add_bos_token).
+	BOS BOSMode
+	// ParseSpecial makes text such as "<s>" a control token instead of
+	// plain characters.
+	ParseSpecial bool
+}
+
+// BOSMode says whether to add a BOS token.
+type BOSMode int
+
+// BOS modes.
+const (
+	BOSAuto BOSMode = iota
+	BOSYes
+	BOSNo
+)
+
+// AddBOS reports whether the model adds a BOS token by default.
+func (m *Model) AddBOS() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil {
+		return false
+	}
+	return bool(C.llama_vocab_get_add_bos(m.vocab))
+}
+
+// BOS returns the BOS token id, or -1 when the vocabulary has none.
+func (m *Model) BOS() int32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil {
+		return -1
+	}
+	return int32(C.llama_vocab_bos(m.vocab))
+}
+
+// EOS returns the end-of-sequence token id, or -1.
+func (m *Model) EOS() int32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil {
+		return -1
+	}
+	return int32(C.llama_vocab_eos(m.vocab))
+}
+
+// Tokenize converts text to token ids.
+func (m *Model) Tokenize(text string, o TokenizeOptions) ([]int32, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil {
+		return nil, errClosed
+	}
+	addBOS := bool(C.llama_vocab_get_add_bos(m.vocab))
+	switch o.BOS {
+	case BOSYes:
+		addBOS = true
+	case BOSNo:
+		addBOS = false
+	}
+	if addBOS && C.llama_vocab_bos(m.vocab) < 0 {
+		return nil, fmt.Errorf("this model's vocabulary has no BOS token; tokenize without BOS")
+	}
+	ctext := C.CString(text)
+	defer C.free(unsafe.Pointer(ctext))
+	n := len(text) + 2
+	for {
+		buf := make([]C.llama_token, n)
+		got := C.llama_tokenize(m.vocab, ctext, C.int32_t(len(text)), &buf[0], C.int32_t(n), C.bool(addBOS), C.bool(o.ParseSpecial))
+		if got == C.INT32_MIN {
+			return nil, fmt.Errorf("text is too long to tokenize (%d bytes)", len(text))
+		}
+		if got < 0 {
+			n = int(-got)
+			continue
+		}
+		out := make([]int32, int(got))
+		for i := range out {
+			out[i] = int32(buf[i])
+		}
+		return out, nil
+	}
+}
+
+// Piece returns the bytes token id stands for in decoded text (a
+// SentencePiece "▁" becomes a space; byte tokens become their byte; control
+// tokens such as <s> their text).
+func (m *Model) Piece(id int32) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil || id < 0 || int(id) >= m.nVocab {
+		return nil
+	}
+	buf := make([]byte, 64)
+	for {
+		n := C.llama_token_to_piece(m.vocab, C.llama_token(id), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, true)
+		if n < 0 {
+			buf = make([]byte, int(-n))
+			continue
+		}
+		return append([]byte(nil), buf[:n]...)
+	}
+}
+
+// Text returns the token's entry in the vocabulary as stored ("▁happy",
+// "<0x0A>", "Ġhappy" for GPT-2 byte-level BPE).
+func (m *Model) Text(id int32) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil || id < 0 || int(id) >= m.nVocab {
+		return ""
+	}
+	return C.GoString(C.llama_vocab_get_text(m.vocab, C.llama_token(id)))
+}
+
+// TokenKind classifies a token.
+type TokenKind string
+
+// Token kinds.
+const (
+	KindNormal  TokenKind = "normal"
+	KindControl TokenKind = "control" // <s>, </s>, <|endoftext|>
+	KindByte    TokenKind = "byte"    // SentencePiece byte fallback <0xNN>
+	KindUnknown TokenKind = "unknown"
+	KindUser    TokenKind = "user"
+)
+
+// Kind returns the token's kind.
+func (m *Model) Kind(id int32) TokenKind {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c == nil || id < 0 || int(id) >= m.nVocab {
+		return KindUnknown
+	}
+	a := C.llama_vocab_get_attr(m.vocab, C.llama_token(id))
+	switch {
+	case a&C.LLAMA_TOKEN_ATTR_CONTROL != 0:
+		return KindControl
+	case a&C.LLAMA_TOKEN_ATTR_BYTE != 0:
+		return KindByte
+	case a&C.LLAMA_TOKEN_ATTR_UNKNOWN != 0:
+		return KindUnknown
+	case a&C.LLAMA_TOKEN_ATTR_USER_DEFINED != 0:
+		return KindUser
+	}
+	return KindNormal
+}
+
+// Printable returns a one-line form of a token that hides nothing: spaces
+// are shown as "▁" (for every tokenizer, so " happy" reads "▁happy"), a lone
+// space token as "▁", newlines and tabs as \n and \t, byte tokens and bytes
+// that are not valid UTF-8 as <0xNN>, control tokens as their text (<s>).
+func (m *Model) Printable(id int32) string {
+	switch m.Kind(id) {
+	case KindControl, KindByte:
+		t := m.Text(id)
+		if t != "" {
+			return t
+		}
+	}
+	return PrintableBytes(m.Piece(id))
+}
+
+// PrintableBytes renders decoded token bytes the way Printable does.
+func PrintableBytes(b []byte) string {
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&sb, "<0x%02X>", b[0])
+		case r == ' ':
+			sb.WriteString("▁")
+		case r == '\n':
+			sb.WriteString(`\n`)
+		case r == '\t':
+			sb.WriteString(`\t`)
+		case r == '\r':
+			sb.WriteString(`\r`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&sb, "<0x%02X>", r)
+		default:
+			sb.Write(b[:size])
+		}
+		b = b[size:]
+	}
+	if sb.Len() == 0 {
+		return "∅"
+	}
+	return sb.String()
+}

@@ -1,0 +1,246 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// SupportedArchitectures lists the general.architecture values lldiff can
+// run.
+var SupportedArchitectures = []string{"llama"}
+
+// archHints says what a file of an unsupported architecture probably is.
+var archHints = map[string]string{
+	"bert":         "a BERT encoder (embedding model)",
+	"nomic-bert":   "a BERT encoder (embedding model)",
+	"jina-bert-v2": "a BERT encoder (embedding model)",
+	"clip":         "a CLIP vision encoder (multimodal projector)",
+	"t5":           "an encoder-decoder model",
+	"t5encoder":    "an encoder model",
+}
+
+// maxProblems is how many problems a CheckRunnable error lists.
+const maxProblems = 6
+
+// CheckRunnable checks that f holds a model lldiff can run: a supported
+// architecture, weights, the hyperparameters llama.cpp requires with the
+// types it requires, and every required tensor with the shape the
+// hyperparameters imply. Problems are reported in one *FormatError.
+func (f *File) CheckRunnable() error {
+	arch := f.Architecture()
+	if arch == "" {
+		return &FormatError{Path: f.Path, Problem: "no general.architecture key: the file does not say what model it holds", Fix: fixNotGGUF}
+	}
+	if !slices.Contains(SupportedArchitectures, arch) {
+		p := fmt.Sprintf("architecture %q is not supported", arch)
+		if h, ok := archHints[arch]; ok {
+			p += " (the file is " + h + ")"
+		}
+		return &FormatError{Path: f.Path, Problem: p,
+			Fix: "lldiff runs decoder-only language models of architecture " + strings.Join(SupportedArchitectures, ", ")}
+	}
+	if len(f.Tensors) == 0 {
+		return &FormatError{Path: f.Path, Problem: "has no tensors: it is a vocab-only GGUF (a tokenizer without weights)",
+			Fix: "pass a model file with weights, or use this file as the vocabulary of a synthetic model"}
+	}
+	if err := f.checkLayout(); err != nil {
+		return err
+	}
+	var c checker
+	switch arch {
+	case "llama":
+		c.llama(f)
+	}
+	return c.err(f)
+}
+
+// checkLayout checks that the tensor data is laid out as llama.cpp's GGUF
+// reader requires: in table order, each tensor at the aligned end of the one
+// before.
+func (f *File) checkLayout() error {
+	var want uint64
+	for i := range f.Tensors {
+		t := &f.Tensors[i]
+		if t.Offset != want {
+			return &FormatError{Path: f.Path,
+				Problem: fmt.Sprintf("tensor %q has data offset %d, but llama.cpp requires the tensors packed in table order, which puts it at %d", t.Name, t.Offset, want),
+				Fix:     "rewrite the file with a GGUF writer that packs tensors, such as llama.cpp's gguf-py"}
+		}
+		want += alignUp(t.Size, f.Alignment)
+	}
+	return nil
+}
+
+func alignUp(n, a uint64) uint64 {
+	if r := n % a; r != 0 {
+		return n + a - r
+	}
+	return n
+}
+
+// checker collects problems.
+type checker struct {
+	problems []string
+}
+
+func (c *checker) addf(format string, args ...any) {
+	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+}
+
+func (c *checker) err(f *File) error {
+	if len(c.problems) == 0 {
+		return nil
+	}
+	ps := c.problems
+	more := ""
+	if len(ps) > maxProblems {
+		more = fmt.Sprintf("; and %d more problems", len(ps)-maxProblems)
+		ps = ps[:maxProblems]
+	}
+	return &FormatError{Path: f.Path, Problem: "cannot run this model: " + strings.Join(ps, "; ") + more,
+		Fix: "the file is incomplete or was converted for another program; convert it again with llama.cpp"}
+}
+
+// requireType checks the GGUF type of a key as llama.cpp's loader does: it
+// rejects an int32 where it wants a uint32. perLayer also allows an array
+// with one value per layer.
+func (c *checker) requireType(f *File, key string, want ggufType, required, perLayer bool) {
+	v, ok := f.Get(key)
+	if !ok {
+		if required {
+			c.addf("missing metadata key %s", key)
+		}
+		return
+	}
+	t, _ := ggufTypeOf(v)
+	if t.elem == want && (!t.array || perLayer) {
+		return
+	}
+	c.addf("metadata key %s has type %s, llama.cpp requires %s", key, valueTypeName(v), want)
+}
+
+// tensor checks that the tensor name exists with the given dims.
+func (c *checker) tensor(f *File, name string, dims ...int) {
+	t, ok := f.Tensor(name)
+	if !ok {
+		c.addf("missing tensor %s", name)
+		return
+	}
+	if len(t.Dims) != len(dims) {
+		c.addf("tensor %s has shape %v, want %v", name, t.Dims, dims)
+		return
+	}
+	for i, d := range dims {
+		if t.Dims[i] != uint64(d) {
+			c.addf("tensor %s has shape %v, want %v", name, t.Dims, dims)
+			return
+		}
+	}
+}
+
+func (c *checker) llama(f *File) {
+	const a = "llama."
+	c.requireType(f, a+"context_length", ggufUint32, true, false)
+	c.requireType(f, a+"embedding_length", ggufUint32, true, false)
+	c.requireType(f, a+"block_count", ggufUint32, true, false)
+	c.requireType(f, a+"feed_forward_length", ggufUint32, true, true)
+	c.requireType(f, a+"attention.head_count", ggufUint32, true, true)
+	c.requireType(f, a+"attention.head_count_kv", ggufUint32, false, true)
+	c.requireType(f, a+"attention.layer_norm_rms_epsilon", ggufFloat32, true, false)
+	c.requireType(f, a+"attention.key_length", ggufUint32, false, false)
+	c.requireType(f, a+"attention.value_length", ggufUint32, false, false)
+	c.requireType(f, a+"rope.dimension_count", ggufUint32, false, false)
+	c.requireType(f, a+"rope.freq_base", ggufFloat32, false, false)
+	c.requireType(f, "tokenizer.ggml.model", ggufString, true, false)
+	if len(c.problems) > 0 {
+		return
+	}
+	in, err := f.Info()
+	if err != nil {
+		c.addf("%s", problemOf(err))
+		return
+	}
+	if in.NVocab == 0 {
+		c.addf("no tokenizer.ggml.tokens: the file has no vocabulary")
+	}
+	for _, id := range []struct {
+		name string
+		v    int
+	}{{"bos", in.BOS}, {"eos", in.EOS}} {
+		if id.v >= in.NVocab && in.NVocab > 0 {
+			c.addf("tokenizer.ggml.%s_token_id is %d, outside the vocabulary of %d tokens", id.name, id.v, in.NVocab)
+		}
+	}
+	if in.NLayer <= 0 || in.DModel <= 0 {
+		c.addf("block_count %d and embedding_length %d must be positive", in.NLayer, in.DModel)
+		return
+	}
+	if v, ok := f.Get(a + "attention.value_length"); ok {
+		if u, _ := toUint(v); int(u) != in.DHead {
+			c.addf("attention.value_length %d differs from key_length %d, which the llama architecture does not allow", u, in.DHead)
+		}
+	}
+	if in.DHead <= 0 {
+		c.addf("head dimension is 0")
+		return
+	}
+	if in.RopeDim > in.DHead || in.RopeDim%2 != 0 {
+		c.addf("rope.dimension_count %d must be even and at most the head dimension %d", in.RopeDim, in.DHead)
+	}
+	if len(c.problems) > 0 {
+		return
+	}
+
+	c.tensor(f, "token_embd.weight", in.DModel, in.NVocab)
+	c.tensor(f, "output_norm.weight", in.DModel)
+	if _, ok := f.Tensor("output.weight"); ok {
+		c.tensor(f, "output.weight", in.DModel, in.NVocab)
+	}
+	for il := range in.NLayer {
+		nHead, err1 := f.layerUint(a+"attention.head_count", il, 0)
+		nKV, err2 := f.layerUint(a+"attention.head_count_kv", il, nHead)
+		dff, err3 := f.layerUint(a+"feed_forward_length", il, 0)
+		if err := firstErr(err1, err2, err3); err != nil {
+			c.addf("%s", problemOf(err))
+			return
+		}
+		if nHead <= 0 || nKV <= 0 || nHead%nKV != 0 {
+			c.addf("layer %d has %d heads and %d key/value heads; both must be positive and the first a multiple of the second", il, nHead, nKV)
+			return
+		}
+		if dff <= 0 {
+			c.addf("layer %d has feed_forward_length %d", il, dff)
+			return
+		}
+		p := fmt.Sprintf("blk.%d.", il)
+		c.tensor(f, p+"attn_norm.weight", in.DModel)
+		c.tensor(f, p+"attn_q.weight", in.DModel, nHead*in.DHead)
+		c.tensor(f, p+"attn_k.weight", in.DModel, nKV*in.DHead)
+		c.tensor(f, p+"attn_v.weight", in.DModel, nKV*in.DHead)
+		c.tensor(f, p+"attn_output.weight", nHead*in.DHead, in.DModel)
+		c.tensor(f, p+"ffn_norm.weight", in.DModel)
+		c.tensor(f, p+"ffn_gate.weight", in.DModel, dff)
+		c.tensor(f, p+"ffn_up.weight", in.DModel, dff)
+		c.tensor(f, p+"ffn_down.weight", dff, in.DModel)
+	}
+}
+
+// problemOf returns the Problem of a *FormatError, or the error text.
+func problemOf(err error) string {
+	var fe *FormatError
+	if errors.As(err, &fe) {
+		return fe.Problem
+	}
+	return err.Error()
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package reference
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/lldiff/lldiff/models"
+)
+
+// Load reads a llama-architecture GGUF file and decodes all its weights to
+// float32. It refuses, with an error that says why, files the reference does
+// not define: other architectures, mixture-of-experts layers, RoPE scaling or
+// per-frequency RoPE factors, and tensor types other than F32, F16, Q4_0 and
+// Q8_0.
+func Load(path string) (*Model, error) {
+	f, err := models.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := load(f)
+	if err != nil {
+		return nil, fmt.Errorf("reference: %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// load reads the hyperparameters with the same keys and defaults as
+// llama.cpp's llama_model::load_hparams for LLM_ARCH_LLAMA, then the weights.
+func load(f *models.File) (*Model, error) {
+	if a := f.Architecture(); a != "llama" {
+		return nil, fmt.Errorf("architecture %q is not supported: the reference implements llama only", a)
+	}
+	if n, _ := f.Uint("llama.expert_count"); n > 0 {
+		return nil, fmt.Errorf("mixture-of-experts models (llama.expert_count = %d) are not supported", n)
+	}
+	if err := checkRopeScaling(f); err != nil {
+		return nil, err
+	}
+
+	var c Config
+	var err error
+	required := func(key string) int {
+		v, ok := f.Uint(key)
+		if !ok && err == nil {
+			err = fmt.Errorf("metadata %s is missing or not a single non-negative integer", key)
+		}
+		return int(v)
+	}
+	optional := func(key string, def int) int {
+		if v, ok := f.Uint(key); ok {
+			return int(v)
+		}
+		return def
+	}
+	c.NLayer = required("llama.block_count")
+	c.DModel = required("llama.embedding_length")
+	c.DFF = required("llama.feed_forward_length")
+	c.NHead = required("llama.attention.head_count")
+	if err != nil {
+		return nil, err
+	}
+	if c.NHead == 0 {
+		return nil, fmt.Errorf("llama.attention.head_count is 0")
+	}
+	c.NHeadKV = optional("llama.attention.head_count_kv", c.NHead)
+	if c.NHeadKV == 0 || c.NHead%c.NHeadKV != 0 {
+		return nil, fmt.Errorf("%d query heads cannot share %d kv heads evenly", c.NHead, c.NHeadKV)
+	}
+	c.DHead = optional("llama.attention.key_length", c.DModel/c.NHead)
+	if dv := optional("llama.attention.value_length", c.DHead); dv != c.DHead {
+		return nil, fmt.Errorf("key head width %d differs from value head width %d", c.DHead, dv)
+	}
+	// llama.cpp refuses n_rot != head width for llama; so does the reference.
+	if r := optional("llama.rope.dimension_count", c.DHead); r != c.DHead {
+		return nil, fmt.Errorf("llama.rope.dimension_count %d differs from the head width %d (llama.cpp refuses this too)", r, c.DHead)
+	}
+	c.RopeBase = 10000
+	if b, ok := metaFloat(f, "llama.rope.freq_base"); ok {
+		c.RopeBase = b
+	}
+	eps, ok := metaFloat(f, "llama.attention.layer_norm_rms_epsilon")
+	if !ok {
+		return nil, fmt.Errorf("metadata llama.attention.layer_norm_rms_epsilon is missing")
+	}
+	c.NormEps = eps
+
+	emb, ok := f.Tensor("token_embd.weight")
+	if !ok || len(emb.Dims) != 2 {
+		return nil, fmt.Errorf("no 2-dimensional tensor token_embd.weight")
+	}
+	c.NVocab = int(emb.Dims[1])
+
+	r := reader{f: f}
+	m := &Model{Config: c}
+	m.tokEmbd = r.read("token_embd.weight", c.DModel, c.NVocab)
+	m.outputNorm = r.read("output_norm.weight", c.DModel)
+	if _, ok := f.Tensor("output.weight"); ok {
+		m.unembed = r.linear("output", c.DModel, c.NVocab)
+	} else {
+		m.TiedEmbeddings = true
+		m.unembed = linear{in: c.DModel, out: c.NVocab, w: m.tokEmbd}
+	}
+	q, kv := c.NHead*c.DHead, c.NHeadKV*c.DHead
+	for l := 0; l < c.NLayer; l++ {
+		p := fmt.Sprintf("blk.%d.", l)
+		m.layers = append(m.layers, layer{
+			attnNorm: r.read(p+"attn_norm.weight", c.DModel),
+			wq:       r.linear(p+"attn_q", c.DModel, q),
+			wk:       r.linear(p+"attn_k", c.DModel, kv),
+			wv:       r.linear(p+"attn_v", c.DModel, kv),
+			wo:       r.linear(p+"attn_output", q, c.DModel),
+			ffnNorm:  r.read(p+"ffn_norm.weight", c.DModel),
+			gate:     r.linear(p+"ffn_gate", c.DModel, c.DFF),
+			up:       r.linear(p+"ffn_up", c.DModel, c.DFF),
+			down:     r.linear(p+"ffn_down", c.DFF, c.DModel),
+		})
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return m, nil
+}
+
+// checkRopeScaling refuses the RoPE variants the reference does not define.
+// llama.cpp's defaults (scaling type "linear", factor 0 meaning 1) are plain
+// RoPE.
+func checkRopeScaling(f *models.File) error {
+	if t, ok := f.String("llama.rope.scaling.type"); ok && t != "none" && t != "linear" {
+		return fmt.Errorf("RoPE scaling type %q is not supported (only plain RoPE)", t)
+	}
+	for _, key := range []string{"llama.rope.scaling.factor", "llama.rope.scale_linear"} {
+		if v, ok := metaFloat(f, key); ok && v != 0 && v != 1 {
+			return fmt.Errorf("RoPE scaling (%s = %g) is not supported (only plain RoPE)", key, v)
+		}
+	}
+	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+		return fmt.Errorf("per-frequency RoPE factors (rope_freqs.weight, as in Llama 3.1) are not supported")
+	}
+	return nil
+}
+
+// metaFloat returns a float metadata value exactly as stored: a float32 such as
+// the eps 1e-5 is 9.99999975e-06, the value llama.cpp computes with.
+func metaFloat(f *models.File, key string) (float64, bool) {
+	v, _ := f.Get(key)
+	switch x := v.(type) {
+	case float32:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
+}
+
+// reader decodes tensors and keeps the first error, so that load can list
+// the tensors it needs without checking after each one.
+type reader struct {
+	f   *models.File
+	err error
+}
+
+// read returns the named tensor as float32, checking that its shape (ggml
+// order, row length first) is dims.
+func (r *reader) read(name string, dims ...int) []float32 {
+	if r.err != nil {
+		return nil
+	}
+	t, ok := r.f.Tensor(name)
+	if !ok {
+		r.err = fmt.Errorf("tensor %s is missing", name)
+		return nil
+	}
+	want := make([]uint64, len(dims))
+	n := 1
+	for i, d := range dims {
+		want[i] = uint64(d)
+		n *= d
+	}
+	if !slices.Equal(t.Dims, want) {
+		r.err = fmt.Errorf("tensor %s has shape %v, want %v", name, t.Dims, want)
+		return nil
+	}
+	raw, err := r.f.ReadTensor(name)
+	if err != nil {
+		r.err = err
+		return nil
+	}
+	v, err := dequantize(t.Type, raw, n)
+	if err != nil {
+		r.err = fmt.Errorf("tensor %s: %w", name, err)
+	}
+	return v
+}
+
+// linear reads prefix.weight, of ggml shape [in, out], and prefix.bias, of
+// shape [out], when the file has it.
+func (r *reader) linear(prefix string, in, out int) linear {
+	l := linear{in: in, out: out, w: r.read(prefix+".weight", in, out)}
+	if _, ok := r.f.Tensor(prefix + ".bias"); ok {
+		l.b = r.read(prefix+".bias", out)
+	}
+	return l
+}

@@ -1,0 +1,285 @@
+// Package reference is a plain Go forward pass of the llama architecture, the
+// definition that lldiff's captured activations are checked against.
+//
+// It shares no code with llama.cpp. Every step is written out once, in the
+// order the model computes it, and names the TransformerLens hook it produces:
+//
+//	blocks.L.hook_resid_pre    residual stream entering layer L (L=0: token embeddings)
+//	blocks.L.attn.hook_z       attention heads concatenated, before W_O
+//	blocks.L.hook_attn_out     W_O z
+//	blocks.L.hook_resid_mid    resid_pre + attn_out
+//	blocks.L.hook_mlp_out      W_down(silu(W_gate x) * W_up x), x = RMSNorm(resid_mid)
+//	blocks.L.hook_resid_post   resid_mid + mlp_out (= resid_pre of layer L+1)
+//	ln_final.hook_normalized   RMSNorm(last resid_post) * output_norm
+//	logits                     W_U ln_final
+//
+// Weights are decoded to float32 once, at Load. Every dot product, norm and
+// softmax accumulates in float64 and rounds its result to float32 once, so the
+// reference's own error is about 1e-7 relative. Sums of two activations (the
+// residual adds) are float32 additions, as in llama.cpp, so resid_mid ==
+// resid_pre + attn_out holds exactly.
+//
+// What to expect from llama.cpp: with F32 weights and an F32 KV cache
+// (type_k = type_v = F32), agreement to about 1e-5 relative L2 per position.
+// llama.cpp's default F16 KV cache rounds K and V to half precision (about
+// 5e-4 relative); with F16 or quantized weights its CPU matrix products also
+// round the activations to F16 or Q8 first, which costs about 1e-3 to 1e-2.
+// RoPE angles are built in float32 by llama.cpp, off by about 1e-7*pos
+// radians: negligible for prompts of hundreds of tokens.
+//
+// The reference is slow (no SIMD, no threads) and keeps the whole model in
+// memory as float32: meant for small models and short prompts.
+package reference
+
+import (
+	"fmt"
+	"math"
+)
+
+// Config holds the hyperparameters of a llama model.
+type Config struct {
+	NLayer   int
+	DModel   int     // width of the residual stream
+	NHead    int     // query heads
+	NHeadKV  int     // key/value heads; NHead is a multiple of it (grouped-query attention)
+	DHead    int     // width of one head; RoPE rotates all of it (llama.cpp requires n_rot == d_head for llama)
+	DFF      int     // hidden width of the MLP
+	NVocab   int     // rows of the token embedding and of W_U
+	RopeBase float64 // llama.rope.freq_base, 10000 when absent
+	NormEps  float64 // llama.attention.layer_norm_rms_epsilon
+}
+
+// Model is a llama model whose weights are decoded to float32.
+type Model struct {
+	Config Config
+	// TiedEmbeddings is true when the file has no output.weight and W_U is
+	// token_embd.weight.
+	TiedEmbeddings bool
+
+	tokEmbd    []float32 // token_embd.weight: NVocab rows of DModel; row t embeds token t
+	layers     []layer
+	outputNorm []float32 // output_norm.weight: the γ of the final RMSNorm
+	unembed    linear    // output.weight, or token_embd.weight when tied
+}
+
+type layer struct {
+	attnNorm       []float32 // blk.L.attn_norm.weight
+	wq, wk, wv, wo linear    // blk.L.attn_{q,k,v,output}.weight (and .bias when present)
+	ffnNorm        []float32 // blk.L.ffn_norm.weight
+	gate, up, down linear    // blk.L.ffn_{gate,up,down}.weight (and .bias when present)
+}
+
+// linear is y = W x + b for a ggml weight of shape [in, out]: out rows of in
+// contiguous values, so y[i] = sum_j w[i*in+j] * x[j]. b may be nil.
+type linear struct {
+	in, out int
+	w, b    []float32
+}
+
+func (l linear) apply(x []float32) []float32 {
+	if len(x) != l.in {
+		panic(fmt.Sprintf("reference: linear of width %d applied to a vector of %d", l.in, len(x)))
+	}
+	y := make([]float32, l.out)
+	for i := range y {
+		s := dot(l.w[i*l.in:(i+1)*l.in], x)
+		if l.b != nil {
+			s += float64(l.b[i])
+		}
+		y[i] = float32(s)
+	}
+	return y
+}
+
+// Run computes every hook for tokens processed causally from position 0 (the
+// caller includes BOS when the comparison should have it).
+func (m *Model) Run(tokens []int32) (*Result, error) {
+	c := m.Config
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("reference: no tokens")
+	}
+	r := &Result{Tokens: append([]int32(nil), tokens...), nLayer: c.NLayer, acts: map[string][][]float32{}}
+
+	// blocks.0.hook_resid_pre: row t of token_embd.weight for token t.
+	x := make([][]float32, len(tokens))
+	for p, t := range tokens {
+		if t < 0 || int(t) >= c.NVocab {
+			return nil, fmt.Errorf("reference: token %d at position %d is outside the vocabulary (0..%d)", t, p, c.NVocab-1)
+		}
+		x[p] = append([]float32(nil), m.tokEmbd[int(t)*c.DModel:(int(t)+1)*c.DModel]...)
+	}
+
+	// Each layer: attention, then the MLP, each read from an RMS-normalized
+	// copy of the residual stream and added back to it. The llama.cpp graph
+	// node of each hook is named in brackets.
+	for l, ly := range m.layers {
+		r.add(fmt.Sprintf("blocks.%d.hook_resid_pre", l), x) // [inp_embd or l_out-(L-1)]
+
+		z := m.attention(ly, x)
+		r.add(fmt.Sprintf("blocks.%d.attn.hook_z", l), z) // [kqv_out-L]
+		attnOut := mapRows(z, ly.wo.apply)
+		r.add(fmt.Sprintf("blocks.%d.hook_attn_out", l), attnOut) // [attn_out-L]
+		mid := addRows(x, attnOut)
+		r.add(fmt.Sprintf("blocks.%d.hook_resid_mid", l), mid) // [ffn_inp-L]
+
+		mlpOut := mapRows(mid, func(v []float32) []float32 { return m.mlp(ly, v) })
+		r.add(fmt.Sprintf("blocks.%d.hook_mlp_out", l), mlpOut) // [ffn_out-L]
+		post := addRows(mid, mlpOut)
+		r.add(fmt.Sprintf("blocks.%d.hook_resid_post", l), post) // [l_out-L]
+
+		x = post // the resid_pre of layer L+1
+	}
+
+	final := mapRows(x, func(v []float32) []float32 { return rmsNorm(v, m.outputNorm, m.Config.NormEps) })
+	r.add("ln_final.hook_normalized", final)         // [result_norm]
+	r.add("logits", mapRows(final, m.unembed.apply)) // [result_output]
+	return r, nil
+}
+
+// mlp is the SwiGLU feed-forward block for one position:
+// W_down(silu(W_gate h) * W_up h), with h = RMSNorm(x) * ffn_norm.
+func (m *Model) mlp(ly layer, x []float32) []float32 {
+	h := rmsNorm(x, ly.ffnNorm, m.Config.NormEps)
+	g, u := ly.gate.apply(h), ly.up.apply(h)
+	for i := range g {
+		g[i] = float32(silu(float64(g[i])) * float64(u[i]))
+	}
+	return ly.down.apply(g)
+}
+
+// attention returns z, the concatenated outputs of all query heads at every
+// position, for the residual stream x of one layer. With h = RMSNorm(x) *
+// attn_norm, q = RoPE(W_Q h), k = RoPE(W_K h) and v = W_V h, the output of
+// query head i at position p is
+//
+//	z_i[p] = sum over s <= p of softmax_s(q_i[p] · k_j[s] / sqrt(d_head)) v_j[s]
+//
+// where j = i / (n_head/n_head_kv) is the kv head that query head i reads.
+func (m *Model) attention(ly layer, x [][]float32) [][]float32 {
+	c := m.Config
+	n := len(x)
+	q := make([][]float32, n)
+	k := make([][]float32, n)
+	v := make([][]float32, n)
+	for p := range x {
+		h := rmsNorm(x[p], ly.attnNorm, c.NormEps)
+		q[p] = rope(ly.wq.apply(h), p, c.DHead, c.RopeBase)
+		k[p] = rope(ly.wk.apply(h), p, c.DHead, c.RopeBase)
+		v[p] = ly.wv.apply(h)
+	}
+
+	// Query head h reads key/value head h/group: consecutive query heads
+	// share a kv head (ggml's broadcast in mul_mat and flash_attn_ext).
+	group := c.NHead / c.NHeadKV
+	scale := 1 / math.Sqrt(float64(c.DHead))
+	z := make([][]float32, n)
+	for p := range z {
+		z[p] = make([]float32, c.NHead*c.DHead)
+		for h := 0; h < c.NHead; h++ {
+			kv := h / group
+			qh := q[p][h*c.DHead : (h+1)*c.DHead]
+			// Causal: position p attends to positions 0..p.
+			w := make([]float64, p+1)
+			for s := range w {
+				w[s] = dot(qh, k[s][kv*c.DHead:(kv+1)*c.DHead]) * scale
+			}
+			softmax(w)
+			for i := 0; i < c.DHead; i++ {
+				var sum float64
+				for s, ws := range w {
+					sum += ws * float64(v[s][kv*c.DHead+i])
+				}
+				z[p][h*c.DHead+i] = float32(sum)
+			}
+		}
+	}
+	return z
+}
+
+// rope rotates each head of vec (heads of width dHead, laid end to end) by
+// the angles of position pos, as llama.cpp's rope type NORM does for the llama
+// architecture: adjacent pairs (x[2i], x[2i+1]) of a head turn by
+// theta_i = pos * base^(-2i/dHead):
+//
+//	x[2i]'   = x[2i]*cos(theta_i) - x[2i+1]*sin(theta_i)
+//	x[2i+1]' = x[2i]*sin(theta_i) + x[2i+1]*cos(theta_i)
+//
+// (Rope type NEOX, used by other architectures, pairs x[i] with x[i+dHead/2]
+// instead.) The angles are computed in float64; llama.cpp's CPU backend builds
+// them in float32 by repeated multiplication, which differs by about
+// 1e-7*pos radians.
+func rope(vec []float32, pos, dHead int, base float64) []float32 {
+	for h := 0; h+dHead <= len(vec); h += dHead {
+		for i := 0; i < dHead/2; i++ {
+			theta := float64(pos) * math.Pow(base, -2*float64(i)/float64(dHead))
+			sin, cos := math.Sincos(theta)
+			x0, x1 := float64(vec[h+2*i]), float64(vec[h+2*i+1])
+			vec[h+2*i] = float32(x0*cos - x1*sin)
+			vec[h+2*i+1] = float32(x0*sin + x1*cos)
+		}
+	}
+	return vec
+}
+
+// rmsNorm returns x / sqrt(mean(x²) + eps) * gamma.
+func rmsNorm(x, gamma []float32, eps float64) []float32 {
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	scale := 1 / math.Sqrt(ss/float64(len(x))+eps)
+	y := make([]float32, len(x))
+	for i, v := range x {
+		y[i] = float32(float64(v) * scale * float64(gamma[i]))
+	}
+	return y
+}
+
+// softmax replaces w by exp(w - max) / sum(exp(w - max)).
+func softmax(w []float64) {
+	hi := math.Inf(-1)
+	for _, v := range w {
+		hi = math.Max(hi, v)
+	}
+	var sum float64
+	for i, v := range w {
+		w[i] = math.Exp(v - hi)
+		sum += w[i]
+	}
+	for i := range w {
+		w[i] /= sum
+	}
+}
+
+// silu is x * sigmoid(x).
+func silu(x float64) float64 { return x / (1 + math.Exp(-x)) }
+
+// dot is the float64 dot product of two float32 vectors of equal length.
+func dot(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		s += float64(a[i]) * float64(b[i])
+	}
+	return s
+}
+
+// mapRows applies f to every row.
+func mapRows(rows [][]float32, f func([]float32) []float32) [][]float32 {
+	out := make([][]float32, len(rows))
+	for i, r := range rows {
+		out[i] = f(r)
+	}
+	return out
+}
+
+// addRows returns a + b, element by element, in float32.
+func addRows(a, b [][]float32) [][]float32 {
+	out := make([][]float32, len(a))
+	for i := range a {
+		out[i] = make([]float32, len(a[i]))
+		for j := range a[i] {
+			out[i][j] = a[i][j] + b[i][j]
+		}
+	}
+	return out
+}

@@ -1,0 +1,414 @@
+package models
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"sort"
+	"strings"
+)
+
+// SynthSpec describes a synthetic model: random weights of any shape and
+// type, with the tokenizer of a real vocabulary file.
+type SynthSpec struct {
+	Arch string // "llama" (the default when empty)
+	Name string // general.name; default "synthetic-llama-<layers>x<d_model>-<type>"
+
+	NLayer  int
+	DModel  int
+	NHead   int
+	NHeadKV int // default NHead
+	DFF     int
+	NCtx    int // context_length; default 2048
+
+	// VocabPath is a GGUF file whose tokenizer.* metadata is copied, such as
+	// the vocab-only shared/models/vocab/ggml-vocab-llama-spm.gguf, which is
+	// used when VocabPath is empty. The vocabulary size is its token count.
+	VocabPath string
+
+	// Type of the weight matrices: F32 (the zero value), F16, Q8_0 or Q4_0.
+	// Norm weights are always F32.
+	Type GGMLType
+	// Untied writes a separate output.weight; by default the model is tied
+	// and token_embd.weight is also the unembedding.
+	Untied bool
+
+	Seed      uint64
+	RopeBase  float64 // default 10000
+	NormEps   float64 // default 1e-5
+	Overwrite bool    // replace an existing file
+}
+
+// synthPresets are the named shapes of SynthPreset.
+var synthPresets = map[string]SynthSpec{
+	"tiny":      {NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, DFF: 128, NCtx: 512, Type: F32},
+	"small":     {NLayer: 4, DModel: 256, NHead: 8, NHeadKV: 4, DFF: 704, NCtx: 1024, Type: F16},
+	"bench-cpu": {NLayer: 16, DModel: 2048, NHead: 16, NHeadKV: 16, DFF: 5632, NCtx: 2048, Type: Q8_0},
+	"llama2-7b": {NLayer: 32, DModel: 4096, NHead: 32, NHeadKV: 32, DFF: 11008, NCtx: 4096, Type: Q4_0},
+}
+
+// SynthPresets returns the names SynthPreset knows, sorted.
+func SynthPresets() []string {
+	names := make([]string, 0, len(synthPresets))
+	for n := range synthPresets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// SynthPreset returns a named llama shape:
+//
+//	tiny       2 layers, d_model 64, 4 heads (2 kv), d_ff 128, F32
+//	small      4 layers, d_model 256, 8 heads (4 kv), d_ff 704, F16
+//	bench-cpu  16 layers, d_model 2048, 16 heads, d_ff 5632, Q8_0
+//	llama2-7b  32 layers, d_model 4096, 32 heads, d_ff 11008, ctx 4096, Q4_0
+//
+// The type is a default that callers may change.
+func SynthPreset(name string) (SynthSpec, error) {
+	s, ok := synthPresets[name]
+	if !ok {
+		return SynthSpec{}, fmt.Errorf("unknown synthetic model preset %q (known: %s)", name, strings.Join(SynthPresets(), ", "))
+	}
+	s.Arch = "llama"
+	s.Name = "synthetic-" + name
+	s.RopeBase = 10000
+	s.NormEps = 1e-5
+	return s, nil
+}
+
+// synthTypes are the matrix types WriteSynthetic generates.
+var synthTypes = []GGMLType{F32, F16, Q8_0, Q4_0}
+
+// normalize fills in defaults and checks the spec.
+func (s SynthSpec) normalize() (SynthSpec, error) {
+	if s.Arch == "" {
+		s.Arch = "llama"
+	}
+	if s.Arch != "llama" {
+		return s, fmt.Errorf("synthetic models of architecture %q are not supported (only llama)", s.Arch)
+	}
+	if s.NHeadKV == 0 {
+		s.NHeadKV = s.NHead
+	}
+	if s.NCtx == 0 {
+		s.NCtx = 2048
+	}
+	if s.RopeBase == 0 {
+		s.RopeBase = 10000
+	}
+	if s.NormEps == 0 {
+		s.NormEps = 1e-5
+	}
+	const limit = 1 << 20
+	for _, v := range []struct {
+		name string
+		v    int
+	}{{"NLayer", s.NLayer}, {"DModel", s.DModel}, {"NHead", s.NHead}, {"NHeadKV", s.NHeadKV}, {"DFF", s.DFF}, {"NCtx", s.NCtx}} {
+		if v.v <= 0 || v.v > limit {
+			return s, fmt.Errorf("synthetic model: %s is %d, want 1 to %d", v.name, v.v, limit)
+		}
+	}
+	switch {
+	case s.DModel%s.NHead != 0:
+		return s, fmt.Errorf("synthetic model: d_model %d is not a multiple of the %d heads", s.DModel, s.NHead)
+	case (s.DModel/s.NHead)%2 != 0:
+		return s, fmt.Errorf("synthetic model: head dimension %d (d_model/heads) must be even for rotary embeddings", s.DModel/s.NHead)
+	case s.NHead%s.NHeadKV != 0:
+		return s, fmt.Errorf("synthetic model: %d heads is not a multiple of the %d key/value heads", s.NHead, s.NHeadKV)
+	case !(s.RopeBase > 0) || math.IsInf(s.RopeBase, 0):
+		return s, fmt.Errorf("synthetic model: rope base %v must be positive", s.RopeBase)
+	case !(s.NormEps > 0) || s.NormEps >= 1:
+		return s, fmt.Errorf("synthetic model: norm epsilon %v must be in (0, 1)", s.NormEps)
+	}
+	ok := false
+	for _, t := range synthTypes {
+		ok = ok || t == s.Type
+	}
+	if !ok {
+		return s, fmt.Errorf("synthetic model: cannot generate weights of type %s (supported: F32, F16, Q8_0, Q4_0)", s.Type)
+	}
+	if bs := s.Type.BlockSize(); s.DModel%bs != 0 || s.DFF%bs != 0 {
+		return s, fmt.Errorf("synthetic model: %s stores rows in blocks of %d, but d_model %d and d_ff %d are not both multiples of %d",
+			s.Type, bs, s.DModel, s.DFF, bs)
+	}
+	if s.Name == "" {
+		s.Name = fmt.Sprintf("synthetic-llama-%dx%d-%s", s.NLayer, s.DModel, s.Type)
+	}
+	return s, nil
+}
+
+// WriteSynthetic writes a llama model with deterministic random weights to
+// path, copying the tokenizer from spec.VocabPath. The same spec, seed
+// included, always gives the same bytes.
+//
+// Matrices are generated directly in spec.Type. Each has zero mean and
+// standard deviation 1/sqrt(row length) (token_embd.weight: 1), so that
+// activations stay finite and vary; quantized types get random codes and a
+// per-block scale that varies ±25% around the one that gives this standard
+// deviation. Norm weights are F32 near 1.
+func WriteSynthetic(path string, spec SynthSpec) error {
+	s, err := spec.normalize()
+	if err != nil {
+		return err
+	}
+	if s.VocabPath == "" {
+		if s.VocabPath, err = SharedModelPath(VocabLlamaSPM); err != nil {
+			return fmt.Errorf("synthetic model needs a vocabulary (SynthSpec.VocabPath): %w", err)
+		}
+	}
+	vocab, err := Open(s.VocabPath)
+	if err != nil {
+		return err
+	}
+	tokens, ok := vocab.Strings("tokenizer.ggml.tokens")
+	if !ok || len(tokens) == 0 {
+		return &FormatError{Path: s.VocabPath, Problem: "has no tokenizer.ggml.tokens", Fix: "use a GGUF file with a vocabulary, such as shared/models/vocab/ggml-vocab-llama-spm.gguf"}
+	}
+	nVocab := len(tokens)
+	ftype, _ := FileTypeFor(s.Type)
+	dHead := s.DModel / s.NHead
+
+	w := &Writer{Overwrite: s.Overwrite}
+	const a = "llama."
+	kvs := []KV{
+		{"general.architecture", "llama"},
+		{"general.name", s.Name},
+		{"general.file_type", ftype},
+		{"general.alignment", uint32(DefaultAlignment)},
+		{a + "context_length", uint32(s.NCtx)},
+		{a + "embedding_length", uint32(s.DModel)},
+		{a + "block_count", uint32(s.NLayer)},
+		{a + "feed_forward_length", uint32(s.DFF)},
+		{a + "attention.head_count", uint32(s.NHead)},
+		{a + "attention.head_count_kv", uint32(s.NHeadKV)},
+		{a + "rope.dimension_count", uint32(dHead)},
+		{a + "rope.freq_base", float32(s.RopeBase)},
+		{a + "attention.layer_norm_rms_epsilon", float32(s.NormEps)},
+		{a + "vocab_size", uint32(nVocab)},
+		{"lldiff.synthetic.seed", s.Seed},
+	}
+	for _, kv := range vocab.KVs {
+		if strings.HasPrefix(kv.Key, "tokenizer.") {
+			kvs = append(kvs, kv)
+		}
+	}
+	for _, kv := range kvs {
+		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+			return err
+		}
+	}
+
+	d, v, ff := uint64(s.DModel), uint64(nVocab), uint64(s.DFF)
+	qDim, kvDim := uint64(s.NHead*dHead), uint64(s.NHeadKV*dHead)
+	matrix := func(name string, dims []uint64, sigma float64) error {
+		return w.AddTensorFunc(name, s.Type, dims, func(out io.Writer) error {
+			return generate(out, s.Type, dims[0]*dims[1], sigma, tensorSeed(s.Seed, name))
+		})
+	}
+	norm := func(name string) error {
+		return w.AddTensorFunc(name, F32, []uint64{d}, func(out io.Writer) error {
+			return generateNorm(out, d, tensorSeed(s.Seed, name))
+		})
+	}
+	err = errors.Join(
+		matrix("token_embd.weight", []uint64{d, v}, 1),
+		norm("output_norm.weight"),
+	)
+	if s.Untied {
+		err = errors.Join(err, matrix("output.weight", []uint64{d, v}, 1/math.Sqrt(float64(d))))
+	}
+	for il := range s.NLayer {
+		p := fmt.Sprintf("blk.%d.", il)
+		err = errors.Join(err,
+			norm(p+"attn_norm.weight"),
+			matrix(p+"attn_q.weight", []uint64{d, qDim}, 1/math.Sqrt(float64(d))),
+			matrix(p+"attn_k.weight", []uint64{d, kvDim}, 1/math.Sqrt(float64(d))),
+			matrix(p+"attn_v.weight", []uint64{d, kvDim}, 1/math.Sqrt(float64(d))),
+			matrix(p+"attn_output.weight", []uint64{qDim, d}, 1/math.Sqrt(float64(qDim))),
+			norm(p+"ffn_norm.weight"),
+			matrix(p+"ffn_gate.weight", []uint64{d, ff}, 1/math.Sqrt(float64(d))),
+			matrix(p+"ffn_up.weight", []uint64{d, ff}, 1/math.Sqrt(float64(d))),
+			matrix(p+"ffn_down.weight", []uint64{ff, d}, 1/math.Sqrt(float64(ff))),
+		)
+	}
+	if err != nil {
+		return err
+	}
+	return w.WriteFile(path)
+}
+
+// tensorSeed derives the seed of one tensor from the model seed and the
+// tensor name (FNV-1a), so each tensor's values depend on nothing else.
+func tensorSeed(seed uint64, name string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return seed ^ bits.RotateLeft64(h, 29)
+}
+
+// rng is xoshiro256**, seeded through splitmix64.
+type rng struct{ s0, s1, s2, s3 uint64 }
+
+func newRNG(seed uint64) rng {
+	next := func() uint64 {
+		seed += 0x9e3779b97f4a7c15
+		z := seed
+		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+		z = (z ^ z>>27) * 0x94d049bb133111eb
+		return z ^ z>>31
+	}
+	return rng{next(), next(), next(), next()}
+}
+
+func (r *rng) next() uint64 {
+	out := bits.RotateLeft64(r.s1*5, 7) * 9
+	t := r.s1 << 17
+	r.s2 ^= r.s0
+	r.s3 ^= r.s1
+	r.s1 ^= r.s2
+	r.s0 ^= r.s3
+	r.s2 ^= t
+	r.s3 = bits.RotateLeft64(r.s3, 45)
+	return out
+}
+
+// normal returns an approximately standard normal number: the centred sum
+// of four 16-bit uniforms (Irwin-Hall), which has variance 1 and lies
+// within ±sqrt(12).
+func (r *rng) normal() float32 {
+	u := r.next()
+	s := u&0xffff + u>>16&0xffff + u>>32&0xffff + u>>48
+	return (float32(s) - 4*32767.5) * (sqrt3 / 65536)
+}
+
+// Standard deviations of the codes that generate writes: Q8_0 codes are
+// uniform on -127..127 with 0 twice as likely (256 outcomes), Q4_0 codes
+// (nibble-8) uniform on -7..7 with 0 twice as likely (16 outcomes).
+var (
+	q8CodeStd = math.Sqrt(2 * 127 * 128 * 255 / 6 / 256.0)
+	q4CodeStd = math.Sqrt(2 * 7 * 8 * 15 / 6 / 16.0)
+)
+
+// chunkBytes is how much generated data is handed to the writer at once.
+const chunkBytes = 1 << 20
+
+// generate writes n random elements of type t with standard deviation sigma.
+func generate(w io.Writer, t GGMLType, n uint64, sigma float64, seed uint64) error {
+	r := newRNG(seed)
+	bs, ts := uint64(t.BlockSize()), uint64(t.TypeSize())
+	perChunk := uint64(chunkBytes) / ts // blocks per chunk
+	buf := make([]byte, min(n/bs, perChunk)*ts)
+	var scales [256]uint16
+	switch t {
+	case Q8_0:
+		scales = scaleTable(&r, sigma/q8CodeStd)
+	case Q4_0:
+		scales = scaleTable(&r, sigma/q4CodeStd)
+	}
+	for left := n / bs; left > 0; {
+		k := min(left, perChunk)
+		b := buf[:k*ts]
+		switch t {
+		case F32:
+			for i := uint64(0); i < k; i++ {
+				binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(sigma)*r.normal()))
+			}
+		case F16:
+			for i := uint64(0); i < k; i++ {
+				binary.LittleEndian.PutUint16(b[2*i:], Float32ToFloat16(float32(sigma)*r.normal()))
+			}
+		case Q8_0:
+			fillQ8_0(b, &r, &scales)
+		case Q4_0:
+			fillQ4_0(b, &r, &scales)
+		default:
+			return fmt.Errorf("models: cannot generate %s", t)
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		left -= k
+	}
+	return nil
+}
+
+// scaleTable returns 256 F16 block scales spread uniformly over ±25% of d,
+// normalized so that their mean square is d².
+func scaleTable(r *rng, d float64) [256]uint16 {
+	var js [256]float64
+	var ms float64
+	for i := range js {
+		js[i] = 0.75 + 0.5*float64(r.next()>>11)/(1<<53)
+		ms += js[i] * js[i]
+	}
+	k := d / math.Sqrt(ms/256)
+	var out [256]uint16
+	for i, j := range js {
+		out[i] = Float32ToFloat16(float32(j * k))
+	}
+	return out
+}
+
+const (
+	low7 = 0x7f7f7f7f7f7f7f7f
+	msb8 = 0x8080808080808080
+	lsb4 = 0x1111111111111111
+)
+
+// fillQ8_0 fills whole Q8_0 blocks with random codes (0x80, that is -128,
+// becomes 0) and scales from the table.
+func fillQ8_0(b []byte, r *rng, scales *[256]uint16) {
+	var pick uint64
+	for i := 0; i+34 <= len(b); i += 34 {
+		if i%(34*8) == 0 {
+			pick = r.next()
+		}
+		binary.LittleEndian.PutUint16(b[i:], scales[pick&0xff])
+		pick >>= 8
+		for j := 0; j < 4; j++ {
+			x := r.next()
+			y := x ^ msb8                 // bytes that were 0x80 are now 0
+			nz := ((y & low7) + low7) | y // high bit set in the nonzero bytes of y
+			x &^= ^nz & msb8
+			binary.LittleEndian.PutUint64(b[i+2+8*j:], x)
+		}
+	}
+}
+
+// fillQ4_0 fills whole Q4_0 blocks with random nibbles (0, that is -8,
+// becomes 8, that is 0) and scales from the table.
+func fillQ4_0(b []byte, r *rng, scales *[256]uint16) {
+	var pick uint64
+	for i := 0; i+18 <= len(b); i += 18 {
+		if i%(18*8) == 0 {
+			pick = r.next()
+		}
+		binary.LittleEndian.PutUint16(b[i:], scales[pick&0xff])
+		pick >>= 8
+		for j := 0; j < 2; j++ {
+			x := r.next()
+			zero := ^(x | x>>1 | x>>2 | x>>3) & lsb4 // low bit of each zero nibble
+			x |= zero << 3
+			binary.LittleEndian.PutUint64(b[i+2+8*j:], x)
+		}
+	}
+}
+
+// generateNorm writes n F32 norm weights 1 + 0.02·N(0,1).
+func generateNorm(w io.Writer, n uint64, seed uint64) error {
+	r := newRNG(seed)
+	b := make([]byte, 4*n)
+	for i := uint64(0); i < n; i++ {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(1+0.02*r.normal()))
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+const sqrt3 = 1.7320508075688772935274463415058723669428052538103806280558069794
