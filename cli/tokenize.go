@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -98,7 +100,7 @@ func splitWords(toks []tokenJSON) []wordJSON {
 			start = -1
 			continue
 		}
-		newWord := strings.HasPrefix(t.Text, " ") || strings.HasPrefix(t.Text, "\n") || start < 0
+		newWord := strings.HasPrefix(t.Text, " ") || strings.HasPrefix(t.Text, "\n") || start < 0 || punctuation(t.Text)
 		if newWord && !(i > 0 && toks[i-1].Text == " " && start == i-1) {
 			flush(i)
 			start = i
@@ -106,6 +108,20 @@ func splitWords(toks []tokenJSON) []wordJSON {
 	}
 	flush(len(toks))
 	return out
+}
+
+// punctuation reports whether s is only punctuation or symbols: such a
+// token after a word is not part of the word.
+func punctuation(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) || r == ' ' || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
 }
 
 func tokenizeRun(opts *TokenizeOptions) error {

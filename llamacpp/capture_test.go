@@ -144,3 +144,221 @@ func rowNorm(v []float32) float64 {
 	}
 	return math.Sqrt(s)
 }
+
+func f32s(t testing.TB, f *models.File, name string) []float32 {
+	t.Helper()
+	ti, ok := f.Tensor(name)
+	if !ok {
+		t.Fatalf("no tensor %s", name)
+	}
+	if ti.Type != models.F32 {
+		t.Fatalf("%s is %s, this test reads F32", name, ti.Type)
+	}
+	b, err := f.ReadTensor(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24)
+	}
+	return out
+}
+
+// TestLogitsFromResidual unembeds the last layer's residual in Go
+// (RMSNorm with output_norm and the metadata's epsilon, then the output
+// matrix) and compares with llama.cpp's logits and ln_final at every
+// position. Tolerance 1e-5 relative L2: both sides accumulate in float32
+// over d_model=64 terms in a different order; rounding differences are a
+// few ulps (~1e-7 relative) per term, far below 1e-5, while a wrong norm,
+// epsilon, or matrix orientation gives errors of order 1.
+func TestLogitsFromResidual(t *testing.T) {
+	m := loadShared(t, "stories260K.gguf")
+	ids, err := m.Tokenize("The cat sat on the mat. It was happy", TokenizeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := m.NLayer()
+	c := runOne(t, m, ContextParams{}, [][]int32{ids}, []models.Hook{{Kind: models.ResidPost, Layer: n - 1}, {Kind: models.LnFinal, Layer: -1}, {Kind: models.Logits, Layer: -1}})[0]
+	post := get(t, c, models.Hook{Kind: models.ResidPost, Layer: n - 1})
+	lnf := get(t, c, models.Hook{Kind: models.LnFinal, Layer: -1})
+	logits := get(t, c, models.Hook{Kind: models.Logits, Layer: -1})
+	gamma := f32s(t, m.File, "output_norm.weight")
+	wname := "output.weight"
+	if _, ok := m.File.Tensor(wname); !ok {
+		wname = "token_embd.weight"
+	}
+	wu := f32s(t, m.File, wname)
+	d, nv := m.NEmbd(), m.NVocab()
+	eps := m.Info.NormEps
+	if eps == 0 {
+		t.Fatal("no RMS epsilon in metadata")
+	}
+	myNorm := &models.Activation{Width: d, Data: make([]float32, len(ids)*d)}
+	myLogits := &models.Activation{Width: nv, Data: make([]float32, len(ids)*nv)}
+	for p := range ids {
+		x := post.Row(p)
+		var ss float64
+		for _, v := range x {
+			ss += float64(v) * float64(v)
+		}
+		scale := 1 / math.Sqrt(ss/float64(d)+eps)
+		h := myNorm.Row(p)
+		for i := range h {
+			h[i] = float32(float64(x[i]) * scale * float64(gamma[i]))
+		}
+		for v := range nv {
+			var s float64
+			for i := range d {
+				s += float64(wu[v*d+i]) * float64(h[i])
+			}
+			myLogits.Row(p)[v] = float32(s)
+		}
+	}
+	if e := maxRelDiff(lnf, myNorm); e > 1e-5 {
+		t.Errorf("ln_final.hook_normalized differs from RMSNorm(resid_post)*γ: rel %g", e)
+	}
+	if e := maxRelDiff(logits, myLogits); e > 1e-5 {
+		t.Errorf("logits differ from W_U·norm(resid_post): rel %g", e)
+	}
+	if logits.Rows() != len(ids) {
+		t.Errorf("logits for %d positions, want %d", logits.Rows(), len(ids))
+	}
+}
+
+// TestUBatchAndBatchSplits checks that a prompt cut into small ubatches, or
+// fed through several llama_decode calls, gives the rows of one big ubatch.
+// Tolerance 1e-5: ggml may pick other matmul kernels for other batch sizes,
+// which changes float32 summation order only.
+func TestUBatchAndBatchSplits(t *testing.T) {
+	m := loadShared(t, "stories260K.gguf")
+	ids, err := m.Tokenize("One day, a little boy named Tim went to the park with his mom. He saw a big red ball.", TokenizeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) < 20 {
+		t.Fatalf("prompt too short: %d tokens", len(ids))
+	}
+	hooks := allHooks(m.NLayer())
+	ref := runOne(t, m, ContextParams{NCtx: 256}, [][]int32{ids}, hooks)[0]
+	for _, p := range []ContextParams{{NCtx: 256, NUBatch: 7}, {NCtx: 256, NBatch: 5, NUBatch: 5}, {NCtx: 256, NBatch: 16, NUBatch: 4}} {
+		got := runOne(t, m, p, [][]int32{ids}, hooks)[0]
+		for _, h := range hooks {
+			a, b := get(t, got, h), get(t, ref, h)
+			if a.Rows() != b.Rows() {
+				t.Fatalf("%+v %s: %d rows, want %d", p, h.Name(), a.Rows(), b.Rows())
+			}
+			if e := maxRelDiff(a, b); e > 1e-5 {
+				t.Errorf("batch %d ubatch %d: %s differs by %g", p.NBatch, p.NUBatch, h.Name(), e)
+			}
+		}
+	}
+}
+
+// TestSequencesInOneBatch checks that prompts decoded together as separate
+// sequences give the activations of separate runs (same tolerance and reason
+// as above), so datasets can be batched without padding.
+func TestSequencesInOneBatch(t *testing.T) {
+	m := loadShared(t, "stories260K.gguf")
+	var seqs [][]int32
+	for _, s := range []string{"The little dog was happy", "Lily had a red ball and a big", "Tom"} {
+		ids, err := m.Tokenize(s, TokenizeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ids)
+	}
+	hooks := allHooks(m.NLayer())
+	together := runOne(t, m, ContextParams{NSeqMax: 3, NUBatch: 8}, seqs, hooks)
+	for i, s := range seqs {
+		alone := runOne(t, m, ContextParams{}, [][]int32{s}, hooks)[0]
+		for _, h := range hooks {
+			a, b := get(t, together[i], h), get(t, alone, h)
+			if a.Rows() != len(s) {
+				t.Fatalf("seq %d %s: %d rows, want %d", i, h.Name(), a.Rows(), len(s))
+			}
+			if e := maxRelDiff(a, b); e > 1e-5 {
+				t.Errorf("seq %d: %s differs between batched and separate runs by %g", i, h.Name(), e)
+			}
+		}
+	}
+}
+
+func TestSelectionCopiesOnlySubset(t *testing.T) {
+	m := loadShared(t, "stories260K.gguf")
+	ids, _ := m.Tokenize("Once upon a time", TokenizeOptions{})
+	c, err := m.NewContext(ContextParams{NUBatch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Run([][]int32{ids}, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if asked, acc := c.Recorder().Stats(); asked != 0 || acc != 0 {
+		t.Errorf("nothing selected: callback asked %d, accepted %d; want 0, 0", asked, acc)
+	}
+	caches, err := c.Run([][]int32{ids}, RunOptions{Hooks: []models.Hook{{Kind: models.AttnOut, Layer: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ubatches := int64((len(ids) + 1) / 2)
+	if asked, acc := c.Recorder().Stats(); acc != ubatches || asked < 10*ubatches {
+		t.Errorf("one hook over %d ubatches: asked %d, accepted %d", ubatches, asked, acc)
+	}
+	if got := len(caches[0].Hooks()); got != 2 { // attn_out.2 and logits
+		t.Errorf("cache holds %d hooks, want 2", got)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	m := loadShared(t, "stories260K.gguf")
+	c, err := m.NewContext(ContextParams{NCtx: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	long := make([]int32, 17)
+	for i := range long {
+		long[i] = 1
+	}
+	for _, tc := range []struct {
+		name string
+		seqs [][]int32
+		o    RunOptions
+	}{
+		{"empty", [][]int32{{}}, RunOptions{}},
+		{"bad token", [][]int32{{1, int32(m.NVocab())}}, RunOptions{}},
+		{"negative token", [][]int32{{-1}}, RunOptions{}},
+		{"too long", [][]int32{long}, RunOptions{}},
+		{"layer out of range", [][]int32{{1, 2}}, RunOptions{Hooks: []models.Hook{{Kind: models.ResidPost, Layer: m.NLayer()}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Run(tc.seqs, tc.o)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			t.Log(err)
+		})
+	}
+	if _, err := m.NewContext(ContextParams{KVType: "q4"}); err == nil {
+		t.Error("bad KV type accepted")
+	}
+	c.Close()
+	c.Close() // idempotent
+	if _, err := c.Run([][]int32{{1}}, RunOptions{}); err == nil {
+		t.Error("run on closed context")
+	}
+}
+
+func TestModelCloseTwice(t *testing.T) {
+	m, err := LoadModel(sharedModel(t, "stories260K.gguf"), ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m.Close()
+	if _, err := m.Tokenize("x", TokenizeOptions{}); err == nil {
+		t.Error("tokenize after close")
+	}
+}

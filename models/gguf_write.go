@@ -83,7 +83,7 @@ func (w *Writer) AddTensor(name string, t GGMLType, dims []uint64, data []byte) 
 
 // AddTensorFunc adds a tensor whose data fill writes, when the file is
 // written, to the io.Writer it is given. fill must write exactly the size of
-// the tensor.
+// the tensor, and is called again by each WriteFile or WriteTo.
 func (w *Writer) AddTensorFunc(name string, t GGMLType, dims []uint64, fill func(w io.Writer) error) error {
 	info, err := w.newTensor(name, t, dims)
 	if err != nil {

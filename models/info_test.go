@@ -28,7 +28,7 @@ func TestInfoShared(t *testing.T) {
 			Arch: "llama", Name: "TinyStories-656K", NLayer: 2, DModel: 128, NHead: 8, NHeadKV: 4, DHead: 16, DFF: 384,
 			NVocab: 2048, NCtxTrain: 512, RopeBase: 10000, RopeDim: 16, NormEps: 1e-6,
 			TokenizerModel: "llama", BOS: 1, EOS: 2, AddBOS: true, TiedEmbeddings: true,
-			FileType: "F16", NParams: 656000, NBytes: 640 * 4 * 1 + (656000-640)*2,
+			FileType: "F16", NParams: 656000, NBytes: 640*4*1 + (656000-640)*2,
 			TensorTypes: map[GGMLType]TypeStat{F32: {5, 640, 640 * 4}, F16: {15, 656000 - 640, (656000 - 640) * 2}},
 		}},
 		{TinyStories656KQ8, Info{
