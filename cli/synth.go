@@ -28,6 +28,7 @@ type SynthOptions struct {
 	Ctx     int
 	Seed    uint64
 	Untied  bool
+	Tied    bool
 	Pure    bool
 	Force   bool
 }
@@ -58,7 +59,7 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	f := cmd.Flags()
 	f.StringVarP(&opts.Out, "output", "o", "", "output GGUF file")
 	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: tiny, small, bench-cpu, llama2-7b")
-	f.StringVar(&opts.Type, "type", "F32", "weight type: F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K")
+	f.StringVar(&opts.Type, "type", "", "weight type: F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K (default: the preset's)")
 	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the Llama-2 vocab in ../shared/models/vocab)")
 	f.IntVar(&opts.Layers, "layers", 0, "layers")
 	f.IntVar(&opts.DModel, "d-model", 0, "d_model")
@@ -68,6 +69,7 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	f.IntVar(&opts.Ctx, "ctx", 0, "trained context length")
 	f.Uint64Var(&opts.Seed, "seed", 1, "random seed")
 	f.BoolVar(&opts.Untied, "untied", false, "write a separate output.weight (default: tied to token_embd)")
+	f.BoolVar(&opts.Tied, "tied", false, "no output.weight: token_embd is also the unembedding (overrides the preset)")
 	f.BoolVar(&opts.Pure, "pure", false, "with K-quant types: quantize every matrix to the type (no llama.cpp mixture)")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing output file")
 	return cmd
@@ -100,7 +102,12 @@ func synthRun(opts *SynthOptions) error {
 		spec.NHeadKV = spec.NHead
 	}
 	spec.Seed = opts.Seed
-	spec.Untied = opts.Untied
+	if opts.Untied {
+		spec.Untied = true
+	}
+	if opts.Tied {
+		spec.Untied = false
+	}
 	spec.Overwrite = opts.Force
 	spec.VocabPath = opts.Vocab
 	if spec.VocabPath == "" {
@@ -113,6 +120,9 @@ func synthRun(opts *SynthOptions) error {
 		return fmt.Errorf("%s already exists: choose another name or pass --force to replace it", opts.Out)
 	}
 	typ := strings.ToUpper(opts.Type)
+	if typ == "" {
+		typ = spec.Type.String()
+	}
 	start := time.Now()
 	switch typ {
 	case "F32", "F16", "Q8_0", "Q4_0":
