@@ -31,6 +31,9 @@ type ContextParams struct {
 	KVType string
 	// NSeqMax is the most sequences decoded together (default 1).
 	NSeqMax int
+	// NoCallback creates the context without the eval callback: it cannot
+	// capture or patch (the baseline of benchmarks).
+	NoCallback bool
 }
 
 func (p *ContextParams) defaults() error {
@@ -105,9 +108,11 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	} else {
 		cp.type_k, cp.type_v = C.GGML_TYPE_F32, C.GGML_TYPE_F32
 	}
-	fn, ud := rec.EvalCallback()
-	cp.cb_eval = C.ggml_backend_sched_eval_callback(fn)
-	cp.cb_eval_user_data = ud
+	if !p.NoCallback {
+		fn, ud := rec.EvalCallback()
+		cp.cb_eval = C.ggml_backend_sched_eval_callback(fn)
+		cp.cb_eval_user_data = ud
+	}
 	c := C.llama_init_from_model(m.c, cp)
 	if c == nil {
 		rec.Close()
@@ -148,7 +153,9 @@ func (c *Context) Recorder() *callbacks.Recorder { return c.rec }
 type RunOptions struct {
 	// Hooks to capture; none captures nothing (logits are always returned).
 	Hooks []models.Hook
-	// NoLogits skips copying the logits of every position.
+	// NoLogits asks llama.cpp for the logits of each sequence's last token
+	// only and returns none, as a plain prompt evaluation does. It cannot be
+	// combined with hooks: llama.cpp then cuts the last layer to one row.
 	NoLogits bool
 	// Keep leaves the recorder's selection and patches as they are: Run
 	// then neither selects Hooks nor resets patches (for patching runs set
@@ -205,6 +212,12 @@ func (c *Context) Run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
 			nodes = append(nodes, n)
 		}
 		hookSlot[i] = s
+	}
+	if o.NoLogits && len(nodes) > 0 {
+		return nil, fmt.Errorf("llamacpp: NoLogits cannot be combined with hooks: the last layer would have one row")
+	}
+	if len(nodes) > 0 && c.p.NoCallback {
+		return nil, fmt.Errorf("llamacpp: this context was created without the eval callback and cannot capture")
 	}
 	if !o.Keep {
 		if err := c.rec.Select(nodes); err != nil {
@@ -273,6 +286,9 @@ func (c *Context) runGroup(seqs [][]int32, total int, o RunOptions, hookSlot []i
 			// every token asks for logits: otherwise llama.cpp cuts the
 			// last layer down to the rows that output
 			outs[i] = 1
+			if o.NoLogits && t.pos != len(seqs[t.seq])-1 {
+				outs[i] = 0
+			}
 		}
 		batch.n_tokens = C.int32_t(n)
 		ret := C.llama_decode(c.c, batch)

@@ -1,0 +1,93 @@
+// Command benchtable reads `go test -bench` output and prints the table of
+// lldiff's performance targets: each target is a ratio reported by a
+// benchmark as a custom metric (b.ReportMetric(r, "<name>-ratio")).
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// targets are the performance targets (docs/performance.md). A ratio passes
+// when it is at most Max.
+var targets = map[string]struct {
+	Max  float64
+	What string
+}{
+	"capture/decode":     {1.10, "capture resid_post+attn_out+mlp_out, all layers ÷ bare decode (CPU)"},
+	"lens/decode":        {0.5, "logit lens of all layers × compared positions ÷ one decode"},
+	"compare/2decodes":   {1.25, "compare end to end ÷ two bare decodes (load excluded)"},
+	"rss/filesize+1GiB":  {1.0, "peak RSS of compare ÷ (file size + 1 GiB)"},
+	"llamacpp/contrast":  {1.25, "llama.cpp batched prompt time ÷ contrast time (inverse of ≥0.8 throughput)"},
+	"synth7b/120s":       {1.0, "7B-shaped Q4_0 synthetic model write time ÷ 2 minutes"},
+	"patch/clean-decode": {1.5, "one patched run ÷ one clean decode"},
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: benchtable bench/raw.txt")
+		os.Exit(2)
+	}
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer f.Close()
+	got := map[string][]float64{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
+			continue
+		}
+		for i := 2; i+1 < len(fields); i += 2 {
+			unit := fields[i+1]
+			if !strings.HasSuffix(unit, "-ratio") {
+				continue
+			}
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err == nil {
+				name := strings.TrimSuffix(unit, "-ratio")
+				got[name] = append(got[name], v)
+			}
+		}
+	}
+	var names []string
+	for n := range got {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Println()
+	fmt.Printf("%-22s %10s %8s  %-5s  %s\n", "target", "measured", "limit", "", "what")
+	fails := 0
+	for _, n := range names {
+		vs := got[n]
+		sort.Float64s(vs)
+		med := vs[len(vs)/2]
+		t, ok := targets[n]
+		status, limit := "info", "-"
+		if ok {
+			limit = fmt.Sprintf("%.2f", t.Max)
+			status = "PASS"
+			if med > t.Max {
+				status = "FAIL"
+				fails++
+			}
+		}
+		fmt.Printf("%-22s %10.3f %8s  %-5s  %s\n", n, med, limit, status, t.What)
+	}
+	for n, t := range targets {
+		if _, ok := got[n]; !ok {
+			fmt.Printf("%-22s %10s %8.2f  %-5s  %s\n", n, "-", t.Max, "n/a", t.What+" (not measured by these benchmarks)")
+		}
+	}
+	if fails > 0 {
+		fmt.Printf("%d target(s) missed\n", fails)
+	}
+}
