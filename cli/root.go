@@ -38,7 +38,16 @@ Hooks use TransformerLens names (blocks.3.hook_resid_post) or short forms
 		newCmdInspect(io, nil),
 		newCmdTokenize(io, nil),
 		newCmdCapture(io, nil),
+		newCmdCompare(io, nil),
 		newCmdSynth(io, nil),
 	)
+	for _, newCmd := range extraCommands {
+		root.AddCommand(newCmd(io))
+	}
 	return root
 }
+
+// extraCommands are commands that register themselves from their own files
+// (func init() { extraCommands = append(extraCommands, ...) }), so that
+// commands can be added without editing this file.
+var extraCommands []func(io *IOStreams) *cobra.Command
