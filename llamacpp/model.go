@@ -9,7 +9,6 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"unsafe"
 
@@ -44,8 +43,8 @@ type Model struct {
 	// Hooks maps hook names to graph nodes; nil for vocab-only models.
 	Hooks *models.HookTable
 
-	nVocab  int
-	special map[string]bool
+	nVocab    int
+	gpuLayers int
 }
 
 // LoadModel validates a GGUF file in Go and loads it with llama.cpp.
@@ -59,7 +58,7 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	m := &Model{Path: path, File: f, Info: info}
+	m := &Model{Path: path, File: f, Info: info, gpuLayers: p.GPULayers}
 	if !p.VocabOnly {
 		if err := f.CheckRunnable(); err != nil {
 			return nil, err
@@ -103,6 +102,9 @@ func (m *Model) Close() error {
 
 var errClosed = errors.New("llamacpp: model is closed")
 
+// GPULayers returns the number of layers offloaded to a GPU, as asked.
+func (m *Model) GPULayers() int { return m.gpuLayers }
+
 // NLayer returns the number of layers.
 func (m *Model) NLayer() int { return m.Info.NLayer }
 
@@ -140,10 +142,3 @@ func (m *Model) SizeBytes() uint64 {
 	return uint64(C.llama_model_size(m.c))
 }
 
-func fileSize(path string) int64 {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}

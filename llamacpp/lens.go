@@ -1,0 +1,256 @@
+package llamacpp
+
+/*
+#include <stdlib.h>
+#include "lens.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"unsafe"
+
+	"github.com/lldiff/lldiff/lens"
+	"github.com/lldiff/lldiff/models"
+)
+
+// LensMode is how much of the final norm the logit lens applies; the lens
+// package owns the type (see lens.Mode).
+type LensMode = lens.Mode
+
+// The lens modes.
+const (
+	LensNorm  = lens.Norm  // final RMSNorm with γ, then W_U (the model's own)
+	LensGamma = lens.Gamma // γ ⊙ x, then W_U
+	LensRaw   = lens.Raw   // W_U · x
+)
+
+// ParseLensMode parses "norm", "gamma" or "raw".
+func ParseLensMode(s string) (LensMode, error) { return lens.ParseMode(s) }
+
+// UnembedOptions configure NewUnembedderWith.
+type UnembedOptions struct {
+	// Threads is the CPU thread count (default: physical cores).
+	Threads int
+	// GPU runs the lens on the first GPU device when a GPU backend is
+	// loaded and supports W_U's type, and on the CPU otherwise. Set it when
+	// the model runs with GPU layers (-ngl > 0).
+	GPU bool
+	// NoMmap copies W_U into memory of the lens's own instead of mapping it
+	// from the model file (the GPU always holds a copy).
+	NoMmap bool
+}
+
+// unembedChunk is the most rows one ggml graph computes: the compute
+// buffer holds chunk × (n_vocab + 2·d_model) floats, capped near 32 MiB.
+func unembedChunk(d, nVocab int) int {
+	return max(1, min(64, (32<<20)/(4*(nVocab+2*d))))
+}
+
+// uploadChunk is how many bytes of W_U are read and uploaded at a time
+// when it is not mapped.
+const uploadChunk = 16 << 20
+
+// Unembedder is the logit lens computed by ggml on the unembedding matrix
+// as stored in the model file (Q6_K, Q8_0, F16, ...), never widened to
+// float32: for each row x it computes W_U · (γ ⊙ x / sqrt(mean(x²) + eps))
+// in LensNorm mode, and the linear variants in the others.
+//
+// Memory: on the CPU, W_U is mapped read-only from the model file, so its
+// pages are the file's page cache, shared with llama.cpp's own mapping and
+// not counted twice; with NoMmap, on a GPU, or where mapping fails, the
+// Unembedder holds a copy of W_U's bytes as stored (Llama 2 7B's Q6_K
+// output.weight: 105 MiB; Llama 3 8B's 128256×4096: 411 MiB) in the
+// backend's memory. The compute buffer adds about 32 MiB at most (see
+// unembedChunk) and γ is d_model floats.
+//
+// Unembed calls are serialised by a lock; Close must not race with them.
+type Unembedder struct {
+	mu     sync.Mutex
+	c      *C.lldiff_lens
+	w      lens.Weights
+	device string
+	mapped bool
+	bytes  uint64
+}
+
+// NewUnembedder returns the logit lens of m computed on the CPU with the
+// given number of threads (default: physical cores).
+func (m *Model) NewUnembedder(threads int) (*Unembedder, error) {
+	return m.NewUnembedderWith(UnembedOptions{Threads: threads})
+}
+
+// NewUnembedderWith returns the logit lens of m. It fails for models
+// without output_norm.weight, with a LayerNorm as final norm, or whose W_U
+// type ggml cannot multiply by. The Unembedder reads the weights from the
+// model file and stays usable after m is closed.
+func (m *Model) NewUnembedderWith(o UnembedOptions) (*Unembedder, error) {
+	m.mu.Lock()
+	closed := m.c == nil
+	m.mu.Unlock()
+	if closed {
+		return nil, errClosed
+	}
+	return newUnembedder(m.File, o)
+}
+
+func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
+	Init()
+	w, err := lens.FindWeights(f)
+	if err != nil {
+		return nil, err
+	}
+	ti, _ := f.Tensor(w.Unembed)
+	if !ti.Type.Known() || w.D%ti.Type.BlockSize() != 0 {
+		return nil, fmt.Errorf("%s: %s has type %s, which ggml cannot multiply by", f.Path, w.Unembed, ti.Type)
+	}
+	if o.Threads <= 0 {
+		o.Threads = PhysicalCores()
+	}
+	gamma, err := f.ReadTensorFloat32(w.Norm)
+	if err != nil {
+		return nil, err
+	}
+	gpu := 0
+	if o.GPU {
+		gpu = 1
+	}
+	var errBuf [512]C.char
+	c := C.lldiff_lens_new(C.int64_t(w.D), C.int64_t(w.NVocab), C.int(ti.Type), C.float(w.Eps), C.int(gpu),
+		C.int(o.Threads), C.int(unembedChunk(w.D, w.NVocab)), &errBuf[0], C.size_t(len(errBuf)))
+	if c == nil {
+		return nil, fmt.Errorf("%s: logit lens: %s", f.Path, C.GoString(&errBuf[0]))
+	}
+	u := &Unembedder{c: c, w: *w}
+	ok := false
+	defer func() {
+		if !ok {
+			u.Close()
+		}
+	}()
+	off := f.DataOffset + int64(ti.Offset)
+	if !o.NoMmap {
+		cpath := C.CString(f.Path)
+		defer C.free(unsafe.Pointer(cpath))
+		u.mapped = C.lldiff_lens_map(c, cpath, C.int64_t(off)) == 0
+	}
+	if C.lldiff_lens_alloc(c, &errBuf[0], C.size_t(len(errBuf))) != 0 {
+		return nil, fmt.Errorf("%s: logit lens: %s", f.Path, C.GoString(&errBuf[0]))
+	}
+	C.lldiff_lens_set_gamma(c, (*C.float)(unsafe.Pointer(&gamma[0])))
+	if !u.mapped {
+		if err := u.upload(f, ti, off); err != nil {
+			return nil, err
+		}
+	}
+	u.device = C.GoString(C.lldiff_lens_device(c))
+	u.bytes = uint64(C.lldiff_lens_buffer_bytes(c))
+	ok = true
+	return u, nil
+}
+
+// upload copies W_U from the file to the backend, uploadChunk bytes at a
+// time, so that Go never holds the whole matrix.
+func (u *Unembedder) upload(f *models.File, ti *models.TensorInfo, off int64) error {
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	buf := make([]byte, min(uploadChunk, ti.Size))
+	for done := uint64(0); done < ti.Size; {
+		b := buf[:min(uint64(len(buf)), ti.Size-done)]
+		if _, err := fh.ReadAt(b, off+int64(done)); err != nil {
+			return fmt.Errorf("%s: reading %s: %w", f.Path, ti.Name, err)
+		}
+		C.lldiff_lens_set_w(u.c, unsafe.Pointer(&b[0]), C.size_t(done), C.size_t(len(b)))
+		done += uint64(len(b))
+	}
+	return nil
+}
+
+// Unembed writes the lens of the n rows of x (n × d_model, row-major) in
+// mode to dst as n × n_vocab logits, reusing dst when its capacity
+// suffices, and returns it.
+func (u *Unembedder) Unembed(dst, x []float32, n int, mode LensMode) ([]float32, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.c == nil {
+		return nil, fmt.Errorf("llamacpp: unembedder is closed")
+	}
+	d, nv := u.w.D, u.w.NVocab
+	if n < 0 || len(x) != n*d {
+		return nil, fmt.Errorf("logit lens: %d values are not %d rows of d_model %d", len(x), n, d)
+	}
+	var cmode C.int
+	switch mode {
+	case LensNorm:
+		cmode = C.LLDIFF_LENS_NORM
+	case LensGamma:
+		cmode = C.LLDIFF_LENS_GAMMA
+	case LensRaw:
+		cmode = C.LLDIFF_LENS_RAW
+	default:
+		return nil, fmt.Errorf("logit lens: invalid mode %v", mode)
+	}
+	if cap(dst) < n*nv {
+		dst = make([]float32, n*nv)
+	}
+	dst = dst[:n*nv]
+	if n == 0 {
+		return dst, nil
+	}
+	var errBuf [512]C.char
+	if C.lldiff_lens_unembed(u.c, (*C.float)(unsafe.Pointer(&x[0])), C.int64_t(n), cmode,
+		(*C.float)(unsafe.Pointer(&dst[0])), &errBuf[0], C.size_t(len(errBuf))) != 0 {
+		return nil, fmt.Errorf("logit lens: %s", C.GoString(&errBuf[0]))
+	}
+	return dst, nil
+}
+
+// Weights describes the tensors the lens uses.
+func (u *Unembedder) Weights() lens.Weights { return u.w }
+
+// D returns d_model, the width of the rows Unembed takes.
+func (u *Unembedder) D() int { return u.w.D }
+
+// NVocab returns the width of the rows Unembed returns.
+func (u *Unembedder) NVocab() int { return u.w.NVocab }
+
+// Device returns the name of the ggml backend computing the lens, such as
+// "CPU" or "CUDA0".
+func (u *Unembedder) Device() string { return u.device }
+
+// Mapped reports whether W_U is mapped from the model file rather than
+// copied.
+func (u *Unembedder) Mapped() bool { return u.mapped }
+
+// BufferBytes returns the memory the lens allocated: the weights it copied
+// and its compute buffer (mapped weights are not counted).
+func (u *Unembedder) BufferBytes() uint64 { return u.bytes }
+
+// Close frees the lens. A second Close does nothing.
+func (u *Unembedder) Close() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.c != nil {
+		C.lldiff_lens_free(u.c)
+		u.c = nil
+	}
+	return nil
+}
+
+// dequantize decodes n elements of type t with ggml's decoder, for tests
+// of types models.Dequantize does not know (K-quants).
+func dequantize(t models.GGMLType, src []byte, n int) ([]float32, error) {
+	if rs, ok := t.RowSize(uint64(n)); !ok || rs != uint64(len(src)) || n == 0 {
+		return nil, fmt.Errorf("dequantize: %d bytes are not %d elements of %s", len(src), n, t)
+	}
+	dst := make([]float32, n)
+	if C.lldiff_dequantize(C.int(t), unsafe.Pointer(&src[0]), (*C.float)(unsafe.Pointer(&dst[0])), C.int64_t(n)) != 0 {
+		return nil, fmt.Errorf("dequantize: ggml cannot decode %s", t)
+	}
+	return dst, nil
+}

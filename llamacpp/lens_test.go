@@ -1,0 +1,479 @@
+package llamacpp
+
+import (
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lldiff/lldiff/lens"
+	"github.com/lldiff/lldiff/models"
+)
+
+const lensPrompt = "Once upon a time, there was a little girl named Lily. She loved to play outside"
+
+// lensModel is one model of TestUnembed and the tolerances of its W_U type.
+type lensModel struct {
+	name string
+	// path returns the model file, writing it when synthetic.
+	path func(t *testing.T) string
+	// wantType is the type W_U must have, so the case tests what it says.
+	wantType models.GGMLType
+	// llama bounds the relative L2 error of LensNorm against llama.cpp's
+	// logits, ref that against lens.Reference (all modes).
+	llama, ref float64
+}
+
+// Tolerances: relative L2 error per row, worst row, measured on these
+// models with lensPrompt and set just above.
+//
+// ggml's CPU mul_mat converts x to the dot-product type of W_U before
+// multiplying: F32 stays F32, F16 rounds x to F16, Q8_0 and Q4_0 quantize
+// x to Q8_0 (8 bits and one scale per block of 32) and K-quants to Q8_K
+// (per block of 256). llama.cpp's output layer does the same conversion
+// with the same kernels, so the lens gives its logits to the bit (measured
+// 0 for every type; the bound leaves room for float32 summation-order
+// changes should llama.cpp pick another kernel). lens.Reference keeps x in
+// float64, so it sees that rounding of x.
+const (
+	tolLlama   = 1e-5   // lens vs llama.cpp, any type: measured 0
+	tolRefF32  = 1e-6   // float32 summation order: measured 1.4e-7
+	tolRefF16  = 5e-4   // x rounded to F16 (2⁻¹¹ relative): measured 3.4e-4
+	tolRefQ8   = 8e-3   // x as Q8_0, synthetic residuals: measured 6.4e-3
+	tolRefQ8TS = 1.5e-2 // x as Q8_0, TinyStories: residuals with outlier dimensions give coarse block scales: measured 1.2e-2
+	tolRefQ6K  = 1.2e-2 // x as Q8_K: measured 9.1e-3
+)
+
+func sharedCase(name string, typ models.GGMLType, ref float64) lensModel {
+	return lensModel{name: name, path: func(t *testing.T) string { return sharedModel(t, name) }, wantType: typ, llama: tolLlama, ref: ref}
+}
+
+func synthCase(name string, typ models.GGMLType, untied bool, ref float64) lensModel {
+	return lensModel{name: name, wantType: typ, llama: tolLlama, ref: ref, path: func(t *testing.T) string {
+		spec, err := models.SynthPreset("tiny")
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec.Type, spec.Untied, spec.Seed = typ, untied, 7
+		spec.VocabPath = sharedModel(t, models.VocabLlamaSPM)
+		p := filepath.Join(t.TempDir(), name+".gguf")
+		if err := models.WriteSynthetic(p, spec); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}}
+}
+
+// q6kCase quantizes a synthetic F16 model with d_model 256 (one Q6_K
+// super-block per row) and untied output.weight to pure Q6_K: the type of
+// output.weight in most Q4_K_M files.
+func q6kCase() lensModel {
+	return lensModel{name: "synthetic-Q6_K-untied", wantType: models.Q6_K, llama: tolLlama, ref: tolRefQ6K, path: func(t *testing.T) string {
+		spec := models.SynthSpec{NLayer: 2, DModel: 256, NHead: 4, DFF: 512, NCtx: 256, Type: models.F16, Untied: true, Seed: 3,
+			VocabPath: sharedModel(t, models.VocabLlamaSPM)}
+		dir := t.TempDir()
+		f16, q := filepath.Join(dir, "f16.gguf"), filepath.Join(dir, "q6k.gguf")
+		if err := models.WriteSynthetic(f16, spec); err != nil {
+			t.Fatal(err)
+		}
+		if err := Quantize(f16, q, QuantizeParams{Type: "Q6_K", Pure: true, Threads: 2}); err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}}
+}
+
+var lensModels = []lensModel{
+	sharedCase(models.Stories260K, models.F32, tolRefF32),
+	sharedCase(models.TinyStories656KF16, models.F16, tolRefF16),
+	sharedCase(models.TinyStories656KQ8, models.Q8_0, tolRefQ8TS),
+	synthCase("synthetic-F16-untied", models.F16, true, tolRefF16),
+	synthCase("synthetic-Q8_0-untied", models.Q8_0, true, tolRefQ8),
+	synthCase("synthetic-Q8_0-tied", models.Q8_0, false, tolRefQ8),
+	synthCase("synthetic-Q4_0-tied", models.Q4_0, false, tolRefQ8),
+	q6kCase(),
+}
+
+// lensRelErr returns max over rows of ‖a−b‖/‖b‖ for rows of width w.
+func lensRelErr(a, b []float32, w int) float64 {
+	worst := 0.0
+	for r := 0; r < len(b)/w; r++ {
+		var d, n float64
+		for i := r * w; i < (r+1)*w; i++ {
+			e := float64(a[i]) - float64(b[i])
+			d += e * e
+			n += float64(b[i]) * float64(b[i])
+		}
+		worst = max(worst, math.Sqrt(d)/math.Max(math.Sqrt(n), 1e-30))
+	}
+	return worst
+}
+
+// lensReference returns the plain Go lens of the model, decoding W_U with
+// ggml's decoder where models cannot (K-quants).
+func lensReference(t *testing.T, f *models.File) *lens.Reference {
+	t.Helper()
+	w, err := lens.FindWeights(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if models.CanDequantize(w.UnembedType) {
+		r, err := lens.NewReference(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	gamma, err := f.ReadTensorFloat32(w.Norm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := f.ReadTensor(w.Unembed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := dequantize(w.UnembedType, raw, w.D*w.NVocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &lens.Reference{Gamma: gamma, W: u, D: w.D, NVocab: w.NVocab, Eps: w.Eps}
+}
+
+// TestUnembed checks the ggml lens on every W_U type: LensNorm of the last
+// layer's resid_post must give llama.cpp's logits and its argmax at every
+// position, and every mode must agree with lens.Reference on the rows of
+// all layers (more than one 64-row chunk for stories260K).
+func TestUnembed(t *testing.T) {
+	for _, lm := range lensModels {
+		t.Run(lm.name, func(t *testing.T) {
+			m, err := LoadModel(lm.path(t), ModelParams{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			u, err := m.NewUnembedder(2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			w := u.Weights()
+			if w.UnembedType != lm.wantType || w.Tied != m.Info.TiedEmbeddings || u.Device() != "CPU" || !u.Mapped() {
+				t.Fatalf("lens weights %+v on %s (mapped %v); want W_U of type %s, tied %v, mapped on the CPU",
+					w, u.Device(), u.Mapped(), lm.wantType, m.Info.TiedEmbeddings)
+			}
+			if u.D() != m.NEmbd() || u.NVocab() != m.NVocab() {
+				t.Fatalf("lens is %d→%d, model %d→%d", u.D(), u.NVocab(), m.NEmbd(), m.NVocab())
+			}
+			ids, err := m.Tokenize(lensPrompt, TokenizeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nl, d, nv, np := m.NLayer(), m.NEmbd(), m.NVocab(), len(ids)
+			hooks := []models.Hook{{Kind: models.Logits, Layer: -1}}
+			for l := range nl {
+				hooks = append(hooks, models.Hook{Kind: models.ResidPost, Layer: l})
+			}
+			c := runOne(t, m, ContextParams{Threads: 2}, [][]int32{ids}, hooks)[0]
+			last := get(t, c, models.Hook{Kind: models.ResidPost, Layer: nl - 1}).Data
+			logits := get(t, c, models.Hook{Kind: models.Logits, Layer: -1}).Data
+
+			got, err := u.Unembed(nil, last, np, LensNorm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := lensRelErr(got, logits, nv)
+			t.Logf("norm vs llama.cpp logits: rel %.3g (bound %g)", e, lm.llama)
+			if e > lm.llama {
+				t.Errorf("lens of the last resid_post differs from llama.cpp's logits: rel %g > %g", e, lm.llama)
+			}
+			for p := range np {
+				g, want := lens.TopK(got[p*nv:(p+1)*nv], 1)[0], lens.TopK(logits[p*nv:(p+1)*nv], 1)[0]
+				if g.ID != want.ID {
+					t.Errorf("position %d: lens top-1 is token %d (%g), llama.cpp's is %d (%g)", p, g.ID, g.Value, want.ID, want.Value)
+				}
+			}
+
+			// all layers (the last for the big vocabularies: the reference is
+			// slow)
+			layers := nl
+			if nv*d > 1<<20 {
+				layers = 1
+			}
+			var rows []float32
+			for l := nl - layers; l < nl; l++ {
+				rows = append(rows, get(t, c, models.Hook{Kind: models.ResidPost, Layer: l}).Data...)
+			}
+			n := len(rows) / d
+			ref := lensReference(t, m.File)
+			for _, mode := range []LensMode{LensNorm, LensGamma, LensRaw} {
+				got, err := u.Unembed(got, rows, n, mode)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := ref.Unembed(nil, rows, n, mode)
+				e := lensRelErr(got, want, nv)
+				t.Logf("%s vs reference over %d rows: rel %.3g (bound %g)", mode, n, e, lm.ref)
+				if e > lm.ref {
+					t.Errorf("%s: %d rows differ from lens.Reference: rel %g > %g", mode, n, e, lm.ref)
+				}
+			}
+		})
+	}
+}
+
+// TestUnembedCopied checks the path that copies W_U into the lens's own
+// buffer (NoMmap, and always on a GPU) against the mapped one: same bytes,
+// same kernel, so the same logits to the bit.
+func TestUnembedCopied(t *testing.T) {
+	m := loadShared(t, models.TinyStories656KQ8)
+	mapped, err := m.NewUnembedder(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mapped.Close()
+	copied, err := m.NewUnembedderWith(UnembedOptions{Threads: 2, NoMmap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer copied.Close()
+	w := copied.Weights()
+	tensorBytes, _ := m.File.Tensor(w.Unembed)
+	// the copy holds W_U (aligned) on top of the same compute buffer
+	if extra := copied.BufferBytes() - mapped.BufferBytes(); copied.Mapped() || extra < tensorBytes.Size || extra > tensorBytes.Size+4096 {
+		t.Errorf("copied lens: mapped %v, %d bytes; mapped lens %d bytes; W_U is %d bytes",
+			copied.Mapped(), copied.BufferBytes(), mapped.BufferBytes(), tensorBytes.Size)
+	}
+	x := make([]float32, 3*w.D)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i)))
+	}
+	for _, mode := range []LensMode{LensNorm, LensGamma, LensRaw} {
+		a, err := mapped.Unembed(nil, x, 3, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := copied.Unembed(nil, x, 3, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := lensRelErr(b, a, w.NVocab); e != 0 {
+			t.Errorf("%s: copied W_U gives other logits than mapped: rel %g", mode, e)
+		}
+	}
+}
+
+// TestUnembedGPUFallback asks for a GPU: with a GPU backend loaded the lens
+// runs there, and without one (as on CI) it falls back to the CPU.
+func TestUnembedGPUFallback(t *testing.T) {
+	m := loadShared(t, models.Stories260K)
+	u, err := m.NewUnembedderWith(UnembedOptions{GPU: true, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	gpu := false
+	for _, d := range Devices() {
+		gpu = gpu || d.Type == "GPU" || d.Type == "iGPU"
+	}
+	onCPU := u.Device() == "CPU"
+	switch {
+	case !gpu && !onCPU:
+		t.Errorf("no GPU loaded, yet the lens runs on %s", u.Device())
+	case gpu && onCPU:
+		t.Errorf("a GPU is loaded, yet the lens runs on the CPU")
+	case !onCPU && u.Mapped():
+		t.Errorf("the lens runs on %s with W_U mapped from the file", u.Device())
+	}
+	t.Logf("lens device: %s (mapped %v)", u.Device(), u.Mapped())
+	x := make([]float32, u.D())
+	x[0] = 1
+	got, err := u.Unembed(nil, x, 1, LensRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// W_U · e₀ is the first column of W_U: exact on the CPU (one nonzero
+	// product), within TF32 rounding (2⁻¹¹) where a GPU multiplies in it
+	tol := 0.0
+	if !onCPU {
+		tol = 1e-3
+	}
+	ref, err := lens.NewReference(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := range u.NVocab() {
+		if w := ref.W[v*ref.D]; math.Abs(float64(got[v]-w)) > tol*math.Abs(float64(w)) {
+			t.Fatalf("logit %d = %g, want W_U[%d,0] = %g", v, got[v], v, w)
+		}
+	}
+}
+
+func writeGGUF(t *testing.T, tensors map[string]models.GGMLType) string {
+	t.Helper()
+	w := &models.Writer{}
+	for _, kv := range []models.KV{
+		{Key: "general.architecture", Value: "llama"},
+		{Key: "llama.embedding_length", Value: uint32(32)},
+		{Key: "llama.attention.layer_norm_rms_epsilon", Value: float32(1e-5)},
+	} {
+		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, typ := range tensors {
+		dims := []uint64{32, 4}
+		if strings.HasPrefix(name, "output_norm") {
+			dims = dims[:1]
+		}
+		size, _ := typ.RowSize(dims[0])
+		if len(dims) == 2 {
+			size *= dims[1]
+		}
+		if err := w.AddTensor(name, typ, dims, make([]byte, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "m.gguf")
+	if err := w.WriteFile(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUnembedErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		tensors map[string]models.GGMLType
+		want    string
+	}{
+		{"no output_norm", map[string]models.GGMLType{"output.weight": models.F32}, "no output_norm.weight"},
+		{"I32 matrix", map[string]models.GGMLType{"output_norm.weight": models.F32, "output.weight": models.I32}, "cannot multiply by a i32 matrix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := models.Open(writeGGUF(t, tc.tensors))
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := newUnembedder(f, UnembedOptions{Threads: 1})
+			if err == nil {
+				u.Close()
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want one containing %q", err, tc.want)
+			}
+		})
+	}
+
+	m, err := LoadModel(sharedModel(t, models.Stories260K), ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := m.NewUnembedder(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := u.D()
+	if _, err := u.Unembed(nil, make([]float32, 2*d+1), 2, LensNorm); err == nil || !strings.Contains(err.Error(), "not 2 rows") {
+		t.Errorf("x of 2·d+1 values: %v", err)
+	}
+	if _, err := u.Unembed(nil, make([]float32, d), 1, LensMode(9)); err == nil {
+		t.Error("invalid mode accepted")
+	}
+	if got, err := u.Unembed(nil, nil, 0, LensNorm); err != nil || len(got) != 0 {
+		t.Errorf("no rows: %v, %v", got, err)
+	}
+	// the lens reads the file, not llama.cpp's model: it outlives Close
+	m.Close()
+	if _, err := m.NewUnembedder(1); err == nil {
+		t.Error("NewUnembedder on a closed model")
+	}
+	if got, err := u.Unembed(nil, make([]float32, d), 1, LensNorm); err != nil || len(got) != u.NVocab() {
+		t.Errorf("after the model's Close: %d logits, %v", len(got), err)
+	}
+	u.Close()
+	u.Close() // idempotent
+	if _, err := u.Unembed(nil, make([]float32, d), 1, LensNorm); err == nil {
+		t.Error("Unembed after Close")
+	}
+	if mode, err := ParseLensMode("gamma"); err != nil || mode != LensGamma {
+		t.Errorf("ParseLensMode(gamma) = %v, %v", mode, err)
+	}
+}
+
+// lensBenchModel writes the benchmark model: 8 layers, d_model 512, the
+// 32000-token llama vocabulary, Q8_0 weights, untied.
+func lensBenchModel(b *testing.B) (*Model, []int32) {
+	b.Helper()
+	spec := models.SynthSpec{NLayer: 8, DModel: 512, NHead: 8, DFF: 1408, NCtx: 256, Type: models.Q8_0, Untied: true, Seed: 1,
+		VocabPath: sharedModel(b, models.VocabLlamaSPM)}
+	p := filepath.Join(b.TempDir(), "bench.gguf")
+	if err := models.WriteSynthetic(p, spec); err != nil {
+		b.Fatal(err)
+	}
+	m, err := LoadModel(p, ModelParams{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	ids := make([]int32, benchPrompt)
+	for i := range ids {
+		ids[i] = int32(100 + 37*i%(m.NVocab()-100))
+	}
+	return m, ids
+}
+
+// benchPrompt is the prompt length of BenchmarkDecode; BenchmarkUnembed
+// lenses benchPositions of its positions at every layer.
+const (
+	benchPrompt    = 64
+	benchPositions = 4
+)
+
+// BenchmarkUnembed is the logit lens of every layer's resid_post at
+// benchPositions positions of a benchPrompt-token prompt; compare with
+// BenchmarkDecode, one forward pass of that prompt.
+func BenchmarkUnembed(b *testing.B) {
+	m, ids := lensBenchModel(b)
+	var hooks []models.Hook
+	for l := range m.NLayer() {
+		hooks = append(hooks, models.Hook{Kind: models.ResidPost, Layer: l})
+	}
+	c := runOne(b, m, ContextParams{}, [][]int32{ids}, hooks)[0]
+	var rows []float32
+	for l := range m.NLayer() {
+		a := get(b, c, models.Hook{Kind: models.ResidPost, Layer: l})
+		for p := len(ids) - benchPositions; p < len(ids); p++ {
+			rows = append(rows, a.Row(p)...)
+		}
+	}
+	n := len(rows) / m.NEmbd()
+	u, err := m.NewUnembedder(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer u.Close()
+	var out []float32
+	for b.Loop() {
+		if out, err = u.Unembed(out, rows, n, LensNorm); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n), "rows/op")
+}
+
+// BenchmarkDecode is one forward pass of the benchPrompt-token prompt of
+// BenchmarkUnembed, capturing nothing.
+func BenchmarkDecode(b *testing.B) {
+	m, ids := lensBenchModel(b)
+	ctx, err := m.NewContext(ContextParams{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ctx.Close()
+	for b.Loop() {
+		if _, err := ctx.Run([][]int32{ids}, RunOptions{NoLogits: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
