@@ -141,4 +141,3 @@ func (m *Model) SizeBytes() uint64 {
 	}
 	return uint64(C.llama_model_size(m.c))
 }
-

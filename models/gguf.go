@@ -507,18 +507,21 @@ func (d *decoder) header(f *File) error {
 // checkData checks that every tensor's data lies aligned inside the file and
 // that no two tensors overlap.
 func (f *File) checkData(d *decoder) error {
-	dataSize := uint64(f.FileSize - f.DataOffset)
+	last, lastEnd := -1, big128{}
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
 		if t.Offset%f.Alignment != 0 {
 			return d.errorf(fixCorrupt, "tensor %q has data offset %d, which is not a multiple of the alignment %d",
 				t.Name, t.Offset, f.Alignment)
 		}
-		if t.Offset > dataSize || t.Size > dataSize-t.Offset {
-			end := new(big128).add(uint64(f.DataOffset)).add(t.Offset).add(t.Size)
-			return d.errorf(fixTruncated, "tensor %q ends at byte %s, past the end of the file (%d bytes): the file is truncated or its tensor table is corrupt",
-				t.Name, end, f.FileSize)
+		end := new(big128).add(uint64(f.DataOffset)).add(t.Offset).add(t.Size)
+		if last < 0 || lastEnd.less(*end) {
+			last, lastEnd = i, *end
 		}
+	}
+	if last >= 0 && (lastEnd.hi != 0 || lastEnd.lo > uint64(f.FileSize)) {
+		return d.errorf(fixTruncated, "the file is %d bytes long, but its tensor data needs %s bytes (tensor %q ends there): the file is truncated or its tensor table is corrupt",
+			f.FileSize, &lastEnd, f.Tensors[last].Name)
 	}
 	order := make([]int, len(f.Tensors))
 	for i := range order {
@@ -545,11 +548,15 @@ func (s *big128) add(v uint64) *big128 {
 	return s
 }
 
+func (s big128) less(t big128) bool {
+	return s.hi < t.hi || s.hi == t.hi && s.lo < t.lo
+}
+
 func (s *big128) String() string {
 	if s.hi == 0 {
 		return fmt.Sprint(s.lo)
 	}
-	return fmt.Sprintf("%d*2^64+%d", s.hi, s.lo)
+	return "more than 2^64"
 }
 
 func (d *decoder) tensorInfo(i uint64) (TensorInfo, error) {

@@ -36,10 +36,10 @@ func (f *File) CheckRunnable() error {
 	if !slices.Contains(SupportedArchitectures, arch) {
 		p := fmt.Sprintf("architecture %q is not supported", arch)
 		if h, ok := archHints[arch]; ok {
-			p += " (the file is " + h + ")"
+			p += ": the file is " + h
 		}
 		return &FormatError{Path: f.Path, Problem: p,
-			Fix: "lldiff runs decoder-only language models of architecture " + strings.Join(SupportedArchitectures, ", ")}
+			Fix: "lldiff runs decoder-only language models; supported architectures: " + strings.Join(SupportedArchitectures, ", ")}
 	}
 	if len(f.Tensors) == 0 {
 		return &FormatError{Path: f.Path, Problem: "has no tensors: it is a vocab-only GGUF (a tokenizer without weights)",

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -186,9 +187,9 @@ func TestParseBad(t *testing.T) {
 		{"misaligned offset", func(g *rawGGUF) { g.tensors[1].off = 48 }, 0, "not a multiple of the alignment 32"},
 		{"overlapping tensors", func(g *rawGGUF) { g.tensors[0].dims = []uint64{16} }, 0, "overlap"},
 		{"same offset", func(g *rawGGUF) { g.tensors[1].off = 0 }, 0, "overlap"},
-		{"offset past end", func(g *rawGGUF) { g.tensors[1].off = 1 << 60 }, 0, "past the end of the file"},
-		{"offset near 2^64", func(g *rawGGUF) { g.tensors[1].off = ^uint64(31) }, 0, "past the end of the file"},
-		{"truncated data", nil, 10, `tensor "b" ends at byte`},
+		{"offset past end", func(g *rawGGUF) { g.tensors[1].off = 1 << 60 }, 0, `the file is 288 bytes long, but its tensor data needs 1152921504606847232 bytes (tensor "b" ends there)`},
+		{"offset near 2^64", func(g *rawGGUF) { g.tensors[1].off = ^uint64(31) }, 0, "needs more than 2^64 bytes"},
+		{"truncated data", nil, 10, `the file is 278 bytes long, but its tensor data needs 288 bytes (tensor "b" ends there): the file is truncated`},
 		{"truncated before data", nil, 96 + 2, "should start at byte"},
 		{"truncated in tensor table", nil, 96 + 20, "file ends while reading"},
 		{"header only", func(g *rawGGUF) { g.kvs = nil; g.tensors = nil; g.data = 0 }, 1, "file ends while reading metadata count"},
@@ -300,7 +301,7 @@ func TestOpenCorruptOffset(t *testing.T) {
 	}{
 		{"misaligned", func(o uint64) uint64 { return o + 4 }, "not a multiple of the alignment 32"},
 		{"onto neighbour", func(o uint64) uint64 { return o - 256 }, "overlap"},
-		{"past end", func(o uint64) uint64 { return o + 1<<20 }, "past the end of the file"},
+		{"past end", func(o uint64) uint64 { return o + 1<<20 }, "the file is 1185376 bytes long, but its tensor data needs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -469,5 +470,40 @@ func TestReadTensorShared(t *testing.T) {
 	}
 	if len(norm) != 64 || sum == 0 {
 		t.Errorf("output_norm: %d values, sum %v", len(norm), sum)
+	}
+}
+
+// TestParseLyingSize gives Parse a size far larger than the data, with
+// counts that fit the claimed size: it must fail without allocating for
+// the counts.
+func TestParseLyingSize(t *testing.T) {
+	g := baseGGUF()
+	g.kvs = append(g.kvs,
+		rawKV{"big.strings", uint32(ggufArray), append(le32(uint32(ggufString)), le64(1<<30)...)},
+		rawKV{"big.floats", uint32(ggufArray), append(le32(uint32(ggufFloat32)), le64(1<<30)...)},
+	)
+	for _, kv := range []int{2, 3} {
+		g := g
+		g.kvs = append([]rawKV{g.kvs[kv]}, g.kvs[:2]...)
+		b := g.bytes()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := Parse(bytes.NewReader(b), 1<<40)
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), "file ends at byte") {
+			t.Errorf("Parse = %v, want a truncation error", err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+			t.Errorf("%s: Parse allocated %d bytes for %d bytes of data", g.kvs[0].key, alloc, len(b))
+		}
+	}
+}
+
+func TestOpenNotRegular(t *testing.T) {
+	if _, err := os.Stat("/dev/null"); err != nil {
+		t.Skip("no /dev/null")
+	}
+	if _, err := Open("/dev/null"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("Open(/dev/null) = %v", err)
 	}
 }

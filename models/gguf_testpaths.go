@@ -1,7 +1,9 @@
 package models
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,7 +71,10 @@ func SharedModelPath(name string) (string, error) {
 	}
 	p := filepath.Join(dir, filepath.FromSlash(name))
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("shared model %s is missing: %v (see %s for where to get it)", p, err, filepath.Join(dir, "MANIFEST.md"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("shared model %s is missing (see %s for where to get it)", p, filepath.Join(dir, "MANIFEST.md"))
+		}
+		return "", fmt.Errorf("shared model: %w", err)
 	}
 	return p, nil
 }

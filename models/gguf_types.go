@@ -1,6 +1,8 @@
-// Package models reads, checks and writes GGUF model files and describes the
-// models they hold. It is pure Go: nothing here needs cgo or llama.cpp, so a
-// bad file is rejected with a clear error before llama.cpp ever sees it.
+// Package models describes the models lldiff works with: it reads, checks
+// and writes GGUF files, says what model a file holds, writes synthetic
+// models, and names their activations. It is pure Go: nothing here needs cgo
+// or llama.cpp, so a bad file is rejected with a clear error before
+// llama.cpp ever sees it.
 package models
 
 import (

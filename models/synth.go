@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // SynthSpec describes a synthetic model: random weights of any shape and
@@ -47,7 +48,7 @@ var synthPresets = map[string]SynthSpec{
 	"tiny":      {NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, DFF: 128, NCtx: 512, Type: F32},
 	"small":     {NLayer: 4, DModel: 256, NHead: 8, NHeadKV: 4, DFF: 704, NCtx: 1024, Type: F16},
 	"bench-cpu": {NLayer: 16, DModel: 2048, NHead: 16, NHeadKV: 16, DFF: 5632, NCtx: 2048, Type: Q8_0},
-	"llama2-7b": {NLayer: 32, DModel: 4096, NHead: 32, NHeadKV: 32, DFF: 11008, NCtx: 4096, Type: Q4_0},
+	"llama2-7b": {NLayer: 32, DModel: 4096, NHead: 32, NHeadKV: 32, DFF: 11008, NCtx: 4096, Type: Q4_0, Untied: true},
 }
 
 // SynthPresets returns the names SynthPreset knows, sorted.
@@ -65,9 +66,11 @@ func SynthPresets() []string {
 //	tiny       2 layers, d_model 64, 4 heads (2 kv), d_ff 128, F32
 //	small      4 layers, d_model 256, 8 heads (4 kv), d_ff 704, F16
 //	bench-cpu  16 layers, d_model 2048, 16 heads, d_ff 5632, Q8_0
-//	llama2-7b  32 layers, d_model 4096, 32 heads, d_ff 11008, ctx 4096, Q4_0
+//	llama2-7b  32 layers, d_model 4096, 32 heads, d_ff 11008, ctx 4096, Q4_0,
+//	           untied output.weight (the shape of Llama 2 7B: 6.74e9 weights)
 //
-// The type is a default that callers may change.
+// The type is a default that callers may change. All presets use rope base
+// 10000 and norm epsilon 1e-5.
 func SynthPreset(name string) (SynthSpec, error) {
 	s, ok := synthPresets[name]
 	if !ok {
@@ -298,14 +301,25 @@ var (
 // chunkBytes is how much generated data is handed to the writer at once.
 const chunkBytes = 1 << 20
 
-// generate writes n random elements of type t with standard deviation sigma.
+// generate writes n random elements of type t with standard deviation
+// sigma: normal for F32 and F16, random codes and scales for Q8_0 and Q4_0.
 func generate(w io.Writer, t GGMLType, n uint64, sigma float64, seed uint64) error {
 	r := newRNG(seed)
 	bs, ts := uint64(t.BlockSize()), uint64(t.TypeSize())
 	perChunk := uint64(chunkBytes) / ts // blocks per chunk
 	buf := make([]byte, min(n/bs, perChunk)*ts)
 	var scales [256]uint16
+	var table *[1 << 16]float32
+	var half *[1 << 16]uint16
 	switch t {
+	case F32:
+		table = normalTable(sigma)
+	case F16:
+		table = normalTable(sigma)
+		half = new([1 << 16]uint16)
+		for i, v := range table {
+			half[i] = Float32ToFloat16(v)
+		}
 	case Q8_0:
 		scales = scaleTable(&r, sigma/q8CodeStd)
 	case Q4_0:
@@ -316,13 +330,9 @@ func generate(w io.Writer, t GGMLType, n uint64, sigma float64, seed uint64) err
 		b := buf[:k*ts]
 		switch t {
 		case F32:
-			for i := uint64(0); i < k; i++ {
-				binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(sigma)*r.normal()))
-			}
+			fillF32(b, &r, table)
 		case F16:
-			for i := uint64(0); i < k; i++ {
-				binary.LittleEndian.PutUint16(b[2*i:], Float32ToFloat16(float32(sigma)*r.normal()))
-			}
+			fillF16(b, &r, half)
 		case Q8_0:
 			fillQ8_0(b, &r, &scales)
 		case Q4_0:
@@ -336,6 +346,56 @@ func generate(w io.Writer, t GGMLType, n uint64, sigma float64, seed uint64) err
 		left -= k
 	}
 	return nil
+}
+
+// unitNormal holds the quantiles of the standard normal distribution at
+// (i+0.5)/65536: indexed by a uniform 16-bit number, it gives a normal one
+// (cut at ±4.2).
+var unitNormal = sync.OnceValue(func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		p := (float64(i) + 0.5) / (1 << 16)
+		t[i] = float32(math.Sqrt2 * math.Erfinv(2*p-1))
+	}
+	return &t
+})
+
+// normalTable returns unitNormal scaled by sigma.
+func normalTable(sigma float64) *[1 << 16]float32 {
+	t := *unitNormal()
+	for i := range t {
+		t[i] *= float32(sigma)
+	}
+	return &t
+}
+
+// fillF32 fills b with F32 values drawn from table by uniform 16-bit
+// indices, four per random number.
+func fillF32(b []byte, r *rng, table *[1 << 16]float32) {
+	for i := 0; i+16 <= len(b); i += 16 {
+		u := r.next()
+		binary.LittleEndian.PutUint32(b[i:], math.Float32bits(table[u&0xffff]))
+		binary.LittleEndian.PutUint32(b[i+4:], math.Float32bits(table[u>>16&0xffff]))
+		binary.LittleEndian.PutUint32(b[i+8:], math.Float32bits(table[u>>32&0xffff]))
+		binary.LittleEndian.PutUint32(b[i+12:], math.Float32bits(table[u>>48]))
+	}
+	for i := len(b) &^ 15; i < len(b); i += 4 {
+		binary.LittleEndian.PutUint32(b[i:], math.Float32bits(table[r.next()&0xffff]))
+	}
+}
+
+// fillF16 is fillF32 for F16 values.
+func fillF16(b []byte, r *rng, table *[1 << 16]uint16) {
+	for i := 0; i+8 <= len(b); i += 8 {
+		u := r.next()
+		binary.LittleEndian.PutUint16(b[i:], table[u&0xffff])
+		binary.LittleEndian.PutUint16(b[i+2:], table[u>>16&0xffff])
+		binary.LittleEndian.PutUint16(b[i+4:], table[u>>32&0xffff])
+		binary.LittleEndian.PutUint16(b[i+6:], table[u>>48])
+	}
+	for i := len(b) &^ 7; i < len(b); i += 2 {
+		binary.LittleEndian.PutUint16(b[i:], table[r.next()&0xffff])
+	}
 }
 
 // scaleTable returns 256 F16 block scales spread uniformly over ±25% of d,
