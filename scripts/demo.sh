@@ -54,14 +54,12 @@ MSG
 	fi
 fi
 
-A="Once upon a time, there was a little girl. She"
-B="Once upon a time, there was a little boy. She"
-echo "\$ lldiff tokenize -m $MODEL \"$A\" \"$B\""
-$BIN tokenize -m "$MODEL" "$A" "$B" | tail -4
+A="Once upon a time, there was a little girl. One day,"
+B="Once upon a time, there was a little boy. One day,"
 if $BIN compare --help >/dev/null 2>&1; then
 	echo
-	echo "\$ lldiff compare -m $MODEL \"$A\" \"$B\""
-	$BIN compare -m "$MODEL" "$A" "$B"
+	echo "\$ lldiff compare -m $MODEL --answer \" she\" --answer \" he\" \"$A\" \"$B\""
+	$BIN compare -m "$MODEL" --answer " she" --answer " he" "$A" "$B"
 else
 	OUT=$(mktemp -d "${TMPDIR:-/tmp}/lldiff-demo.XXXXXX")
 	echo
