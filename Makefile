@@ -40,7 +40,7 @@ all: build
 deps:
 	@command -v $(GO) >/dev/null || { echo "lldiff needs Go 1.26 or newer: https://go.dev/dl/"; exit 1; }
 	@command -v $${CC:-gcc} >/dev/null || command -v cc >/dev/null || { echo "lldiff needs a C/C++ compiler (gcc/g++ or clang) for cgo: apt-get install build-essential"; exit 1; }
-	$(GO) mod download
+	@$(GO) mod download
 
 # env prints the variables a plain `go build`/`go test` needs, for
 # eval "$$(make -s env)".
@@ -48,7 +48,8 @@ env: deps
 	@echo "export CGO_ENABLED=1 CGO_CPPFLAGS='$(CPPFLAGS_V)' CGO_CFLAGS='$(CFLAGS_V)' CGO_CXXFLAGS='$(CFLAGS_V)'"
 
 build: deps
-	$(CGO_ENV) $(GO) build -o $(BIN) $(PKG)
+	@echo "go build -o $(BIN) $(PKG)  (the first build compiles llama.cpp: about 5 minutes on 2 cores)"
+	@$(CGO_ENV) $(GO) build -o $(BIN) $(PKG)
 
 test: deps
 	$(CGO_ENV) $(GO) vet ./...
