@@ -240,6 +240,15 @@ func (r *Recorder) SetPatch(i, width int, data []float32, mask []bool) error {
 	return nil
 }
 
+// ClearPatches removes the patches of every slot and frees their memory,
+// keeping the selection. Callers that set new patches for each decode call
+// it so that patch memory does not accumulate until the next Select.
+func (r *Recorder) ClearPatches() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.freePatches()
+}
+
 // Patched returns how many rows slot i overwrote since the last Reset.
 func (r *Recorder) Patched(i int) int {
 	r.mu.Lock()
@@ -269,4 +278,13 @@ func (r *Recorder) Node(i int) models.Node {
 		return models.Node{}
 	}
 	return r.nodes[i]
+}
+
+// splitName exposes the C name parser to tests.
+func splitName(name string) (base string, layer int) {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	var bl C.size_t
+	l := C.lldiff_name_split(cs, &bl)
+	return name[:int(bl)], int(l)
 }
