@@ -356,3 +356,25 @@ func TestSynthCapture(t *testing.T) {
 		t.Error("synth replaced an existing file")
 	}
 }
+
+func TestDevices(t *testing.T) {
+	out, _, err := run(t, false, "devices", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Devices []deviceJSON `json:"devices"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	cpu := false
+	for _, d := range doc.Devices {
+		if d.Type == "CPU" && d.TotalBytes > 0 {
+			cpu = true
+		}
+	}
+	if !cpu {
+		t.Errorf("no CPU device with memory in %s", out)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/lldiff/lldiff/models"
@@ -360,5 +362,46 @@ func TestModelCloseTwice(t *testing.T) {
 	m.Close()
 	if _, err := m.Tokenize("x", TokenizeOptions{}); err == nil {
 		t.Error("tokenize after close")
+	}
+}
+
+// TestLogQuietUnlessVerbose checks that llama.cpp's log stays off stderr
+// unless SetVerbose(true), by pointing file descriptor 2 at a file while a
+// model loads.
+func TestLogQuietUnlessVerbose(t *testing.T) {
+	path := sharedModel(t, "stories260K.gguf")
+	load := func(verbose bool) string {
+		f, err := os.CreateTemp(t.TempDir(), "stderr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		saved, err := syscall.Dup(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Dup2(int(f.Fd()), 2); err != nil {
+			t.Fatal(err)
+		}
+		SetVerbose(verbose)
+		m, err := LoadModel(path, ModelParams{})
+		if err == nil {
+			c, err := m.NewContext(ContextParams{})
+			if err == nil {
+				c.Close()
+			}
+			m.Close()
+		}
+		SetVerbose(false)
+		syscall.Dup2(saved, 2)
+		syscall.Close(saved)
+		b, _ := os.ReadFile(f.Name())
+		return string(b)
+	}
+	if out := load(false); out != "" {
+		t.Errorf("llama.cpp wrote to stderr without -v:\n%s", out)
+	}
+	if out := load(true); !strings.Contains(out, "llama") {
+		t.Errorf("with -v, stderr has no llama.cpp log: %q", out)
 	}
 }
