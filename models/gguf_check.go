@@ -80,26 +80,29 @@ func alignUp(n, a uint64) uint64 {
 	return n
 }
 
-// checker collects problems.
+// checker collects problems: the first maxProblems, and a count.
 type checker struct {
 	problems []string
+	n        int
+	tensors  map[string]*TensorInfo
 }
 
 func (c *checker) addf(format string, args ...any) {
-	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+	c.n++
+	if len(c.problems) < maxProblems {
+		c.problems = append(c.problems, fmt.Sprintf(format, args...))
+	}
 }
 
 func (c *checker) err(f *File) error {
-	if len(c.problems) == 0 {
+	if c.n == 0 {
 		return nil
 	}
-	ps := c.problems
 	more := ""
-	if len(ps) > maxProblems {
-		more = fmt.Sprintf("; and %d more problems", len(ps)-maxProblems)
-		ps = ps[:maxProblems]
+	if c.n > len(c.problems) {
+		more = fmt.Sprintf("; and %d more problems", c.n-len(c.problems))
 	}
-	return &FormatError{Path: f.Path, Problem: "cannot run this model: " + strings.Join(ps, "; ") + more,
+	return &FormatError{Path: f.Path, Problem: "cannot run this model: " + strings.Join(c.problems, "; ") + more,
 		Fix: "the file is incomplete or was converted for another program; convert it again with llama.cpp"}
 }
 
@@ -123,7 +126,13 @@ func (c *checker) requireType(f *File, key string, want ggufType, required, perL
 
 // tensor checks that the tensor name exists with the given dims.
 func (c *checker) tensor(f *File, name string, dims ...int) {
-	t, ok := f.Tensor(name)
+	if c.tensors == nil {
+		c.tensors = make(map[string]*TensorInfo, len(f.Tensors))
+		for i := range f.Tensors {
+			c.tensors[f.Tensors[i].Name] = &f.Tensors[i]
+		}
+	}
+	t, ok := c.tensors[name]
 	if !ok {
 		c.addf("missing tensor %s", name)
 		return
@@ -154,7 +163,7 @@ func (c *checker) llama(f *File) {
 	c.requireType(f, a+"rope.dimension_count", ggufUint32, false, false)
 	c.requireType(f, a+"rope.freq_base", ggufFloat32, false, false)
 	c.requireType(f, "tokenizer.ggml.model", ggufString, true, false)
-	if len(c.problems) > 0 {
+	if c.n > 0 {
 		return
 	}
 	in, err := f.Info()
@@ -177,6 +186,12 @@ func (c *checker) llama(f *File) {
 		c.addf("block_count %d and embedding_length %d must be positive", in.NLayer, in.DModel)
 		return
 	}
+	if in.NLayer > len(f.Tensors) {
+		// Each layer has 9 tensors: the count is absurd, and looking
+		// for each layer's tensors could take long.
+		c.addf("block_count %d is absurd for a file of %d tensors (a layer has 9)", in.NLayer, len(f.Tensors))
+		return
+	}
 	if v, ok := f.Get(a + "attention.value_length"); ok {
 		if u, _ := toUint(v); int(u) != in.DHead {
 			c.addf("attention.value_length %d differs from key_length %d, which the llama architecture does not allow", u, in.DHead)
@@ -189,13 +204,13 @@ func (c *checker) llama(f *File) {
 	if in.RopeDim > in.DHead || in.RopeDim%2 != 0 {
 		c.addf("rope.dimension_count %d must be even and at most the head dimension %d", in.RopeDim, in.DHead)
 	}
-	if len(c.problems) > 0 {
+	if c.n > 0 {
 		return
 	}
 
 	c.tensor(f, "token_embd.weight", in.DModel, in.NVocab)
 	c.tensor(f, "output_norm.weight", in.DModel)
-	if _, ok := f.Tensor("output.weight"); ok {
+	if _, ok := c.tensors["output.weight"]; ok {
 		c.tensor(f, "output.weight", in.DModel, in.NVocab)
 	}
 	for il := range in.NLayer {

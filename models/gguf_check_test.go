@@ -168,6 +168,8 @@ func TestCheckRunnableBad(t *testing.T) {
 			[]string{"cannot run this model", "missing tensor blk.0.attn_norm.weight", "and 12 more problems"}},
 		{"unpacked layout", func(f *File) { f.Tensors[1].Offset += 32 * 1024 * 1024 }, []string{"requires the tensors packed in table order"}},
 		{"no tensors", func(f *File) { f.Tensors = nil }, []string{"no tensors", "vocab-only"}},
+		{"absurd block_count", func(f *File) { f.KVs = setKV(f.KVs, "llama.block_count", uint32(1<<31-1)) },
+			[]string{"block_count 2147483647 is absurd for a file of 20 tensors"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -145,14 +145,17 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 }
 
 // WriteSynthetic writes a llama model with deterministic random weights to
-// path, copying the tokenizer from spec.VocabPath. The same spec, seed
-// included, always gives the same bytes.
+// path, copying the tokenizer (every tokenizer.* key) from spec.VocabPath.
+// The same spec, seed included, always gives the same bytes; each tensor's
+// values depend only on the seed and the tensor's name.
 //
-// Matrices are generated directly in spec.Type. Each has zero mean and
-// standard deviation 1/sqrt(row length) (token_embd.weight: 1), so that
-// activations stay finite and vary; quantized types get random codes and a
-// per-block scale that varies ±25% around the one that gives this standard
-// deviation. Norm weights are F32 near 1.
+// Matrices are generated directly in spec.Type, with zero mean and standard
+// deviation 1/sqrt(row length) (token_embd.weight: 1), so that activations
+// stay finite and vary: F32 and F16 values are normal; Q8_0 and Q4_0 blocks
+// get uniformly random codes (symmetric about 0) and a scale that varies
+// ±25% from block to block around the one that gives that deviation. Norm
+// weights are F32, 1 + 0.02·N(0,1). Matrix rows of quantized types must be
+// multiples of 32: d_model and d_ff must be.
 func WriteSynthetic(path string, spec SynthSpec) error {
 	s, err := spec.normalize()
 	if err != nil {

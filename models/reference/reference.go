@@ -96,12 +96,16 @@ func (l linear) apply(x []float32) []float32 {
 
 // Run computes every hook for tokens processed causally from position 0 (the
 // caller includes BOS when the comparison should have it).
-func (m *Model) Run(tokens []int32) (*Result, error) {
+func (m *Model) Run(tokens []int32) (*Result, error) { return m.run(tokens, nil) }
+
+// run is Run; edit, when set, may change each hook's rows in place as they
+// are computed, before any later step reads them (see RunPatched).
+func (m *Model) run(tokens []int32, edit func(name string, rows [][]float32)) (*Result, error) {
 	c := m.Config
 	if len(tokens) == 0 {
 		return nil, fmt.Errorf("reference: no tokens")
 	}
-	r := &Result{Tokens: append([]int32(nil), tokens...), nLayer: c.NLayer, acts: map[string][][]float32{}}
+	r := &Result{Tokens: append([]int32(nil), tokens...), nLayer: c.NLayer, acts: map[string][][]float32{}, edit: edit}
 
 	// blocks.0.hook_resid_pre: row t of token_embd.weight for token t.
 	x := make([][]float32, len(tokens))

@@ -14,9 +14,13 @@ type Result struct {
 	nLayer int
 	names  []string
 	acts   map[string][][]float32
+	edit   func(name string, rows [][]float32)
 }
 
 func (r *Result) add(name string, rows [][]float32) {
+	if r.edit != nil {
+		r.edit(name, rows)
+	}
 	r.names = append(r.names, name)
 	r.acts[name] = rows
 }

@@ -1,0 +1,60 @@
+package models
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSharedModelsDir(t *testing.T) {
+	// From the package directory the walk finds the project's shared models.
+	t.Setenv(SharedModelsEnv, "")
+	dir, err := SharedModelsDir()
+	if err != nil {
+		if SkipShared() {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, Stories260K)); err != nil {
+		t.Errorf("SharedModelsDir() = %s, which has no %s", dir, Stories260K)
+	}
+
+	// The environment variable wins.
+	alt := t.TempDir()
+	t.Setenv(SharedModelsEnv, alt)
+	if got, err := SharedModelsDir(); err != nil || got != alt {
+		t.Errorf("with %s=%s: %q, %v", SharedModelsEnv, alt, got, err)
+	}
+	_, err = SharedModelPath(Stories260K)
+	if err == nil || !containsAll(err.Error(), filepath.Join(alt, Stories260K), "MANIFEST.md") {
+		t.Errorf("SharedModelPath in an empty directory = %v, want an error naming the path", err)
+	}
+	t.Setenv(SharedModelsEnv, filepath.Join(alt, "missing"))
+	if _, err := SharedModelsDir(); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Errorf("with a missing directory: %v", err)
+	}
+
+	// Without it, a directory with no shared/models above it fails, naming
+	// where it looked.
+	t.Setenv(SharedModelsEnv, "")
+	empty := t.TempDir()
+	t.Chdir(empty)
+	_, err = SharedModelsDir()
+	if err == nil || !containsAll(err.Error(), filepath.Join(empty, "shared", "models"), SharedModelsEnv, SkipSharedEnv) {
+		t.Errorf("from %s: %v", empty, err)
+	}
+	// A shared/models in a parent is found.
+	nested := filepath.Join(empty, "a", "b")
+	if err := os.MkdirAll(nested, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(empty, "shared", "models"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(nested)
+	if got, err := SharedModelsDir(); err != nil || got != filepath.Join(empty, "shared", "models") {
+		t.Errorf("from %s: %q, %v", nested, got, err)
+	}
+}
