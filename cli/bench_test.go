@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lldiff/lldiff/lens"
+	"github.com/lldiff/lldiff/llamacpp"
+	"github.com/lldiff/lldiff/models"
+)
+
+// benchModel writes a synthetic model once into $TMPDIR/lldiff-bench and
+// reuses it (the writer is deterministic).
+func benchModel(b *testing.B, preset string, typ models.GGMLType) string {
+	b.Helper()
+	spec, err := models.SynthPreset(preset)
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.Type = typ
+	dir, err := models.SharedModelsDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.VocabPath = filepath.Join(dir, models.VocabLlamaSPM)
+	cache := filepath.Join(os.TempDir(), "lldiff-bench")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	p := filepath.Join(cache, fmt.Sprintf("%s-%s.gguf", preset, typ))
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if err := models.WriteSynthetic(p, spec); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+const (
+	benchA = "The old king walked into the great hall and looked at his father, who was sitting by the fire and telling a long story to the"
+	benchB = "The old queen walked into the great hall and looked at her mother, who was sitting by the fire and telling a long story to the"
+)
+
+// BenchmarkCompare measures compare end to end (both prompts, every
+// component, the lens of every layer, neurons; model load excluded) against
+// two bare decodes of the same prompts on a context without the eval
+// callback, alternating the two. Reports compare/2decodes-ratio (target
+// ≤ 1.25) and the model load time.
+func BenchmarkCompare(b *testing.B) {
+	path := benchModel(b, "bench-cpu", models.Q4_0)
+	t0 := time.Now()
+	m, err := llamacpp.LoadModel(path, llamacpp.ModelParams{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	load := time.Since(t0)
+	defer m.Close()
+	opts := &CompareOptions{Top: 10, TopK: 5, LensK: 5, Neurons: 10, Pos: "last", Sort: "rel", LensNorm: "norm"}
+	opts.Model.Model = path
+	opts.Model.KVType = "f32"
+	opts.Model.BOS = "auto"
+	kinds := []models.Kind{models.ResidPost, models.ResidMid, models.AttnOut, models.MLPOut}
+	ida, _ := m.Tokenize(benchA, llamacpp.TokenizeOptions{})
+	idb, _ := m.Tokenize(benchB, llamacpp.TokenizeOptions{})
+	bare, err := m.NewContext(llamacpp.ContextParams{NCtx: 256, NoCallback: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bare.Close()
+	decode2 := func() {
+		for _, s := range [][]int32{ida, idb} {
+			if _, err := bare.Run([][]int32{s}, llamacpp.RunOptions{NoLogits: true}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	// warm up: page cache, weight repacking
+	decode2()
+	if _, err := compute(opts, m, benchA, benchB, kinds, lens.Norm); err != nil {
+		b.Fatal(err)
+	}
+	var tBare, tCmp time.Duration
+	b.ResetTimer()
+	for range b.N {
+		s := time.Now()
+		decode2()
+		mid := time.Now()
+		if _, err := compute(opts, m, benchA, benchB, kinds, lens.Norm); err != nil {
+			b.Fatal(err)
+		}
+		tBare += mid.Sub(s)
+		tCmp += time.Since(mid)
+	}
+	b.ReportMetric(load.Seconds()*1000, "load-ms")
+	b.ReportMetric(tCmp.Seconds()*1000/float64(b.N), "compare-ms")
+	b.ReportMetric(tBare.Seconds()*1000/float64(b.N), "2decodes-ms")
+	b.ReportMetric(tCmp.Seconds()/tBare.Seconds(), "compare/2decodes-ratio")
+}
+
+// BenchmarkCompareRSS runs bin/lldiff compare on a Llama-2-7B-shaped Q4_0
+// synthetic model (written once, 3.5 GiB) and reports peak RSS against the
+// file size + 1 GiB (target ≤ 1). It needs bin/lldiff (make bench builds it)
+// and GNU time; set LLDIFF_BENCH_7B=0 to skip it on small machines.
+func BenchmarkCompareRSS(b *testing.B) {
+	if os.Getenv("LLDIFF_BENCH_7B") == "0" || runtime.GOOS != "linux" {
+		b.Skip("LLDIFF_BENCH_7B=0 or not linux")
+	}
+	bin, err := filepath.Abs("../bin/lldiff")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		b.Skip("bin/lldiff not built (make bench builds it)")
+	}
+	if _, err := os.Stat("/usr/bin/time"); err != nil {
+		b.Skip("GNU time not installed")
+	}
+	path := benchModel(b, "llama2-7b", models.Q4_0)
+	st, _ := os.Stat(path)
+	for range b.N {
+		cmd := exec.Command("/usr/bin/time", "-f", "maxrss_kb=%M", bin, "compare", "-m", path, "--json", benchA, benchB)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+		s := string(out)
+		i := strings.LastIndex(s, "maxrss_kb=")
+		kb, err := strconv.ParseFloat(strings.TrimSpace(s[i+len("maxrss_kb="):]), 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rss := kb * 1024
+		b.ReportMetric(rss/(1<<30), "peak-rss-GiB")
+		b.ReportMetric(float64(st.Size())/(1<<30), "file-GiB")
+		b.ReportMetric(rss/(float64(st.Size())+(1<<30)), "rss/filesize+1GiB-ratio")
+	}
+}
