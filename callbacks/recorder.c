@@ -62,7 +62,8 @@ static int op_from_name(const char *s) {
     return -2;
 }
 
-int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const char **ops, const char **notsrcs) {
+int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const char **ops, const char **srcs,
+                           const char **notsrcs) {
     free_selection(r);
     r->error = 0;
     r->errmsg[0] = 0;
@@ -78,12 +79,19 @@ int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const 
     int max_layer = -1;
     for (int i = 0; i < n; i++) {
         lldiff_slot *s = &r->slots[i];
-        if (strlen(names[i]) >= LLDIFF_NAME_MAX || strlen(notsrcs[i]) >= LLDIFF_NAME_MAX) {
+        if (strlen(names[i]) >= LLDIFF_NAME_MAX || strlen(srcs[i]) >= LLDIFF_NAME_MAX ||
+            strlen(notsrcs[i]) >= LLDIFF_NAME_MAX) {
             snprintf(r->errmsg, sizeof(r->errmsg), "node name too long: %s", names[i]);
             free_selection(r);
             return -1;
         }
+        if (!names[i][0] && !srcs[i][0]) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "an unnamed node needs a source to be told apart");
+            free_selection(r);
+            return -1;
+        }
         strcpy(s->name, names[i]);
+        strcpy(s->src, srcs[i]);
         strcpy(s->notsrc, notsrcs[i]);
         s->op = op_from_name(ops[i]);
         if (s->op == -2) {
@@ -161,6 +169,24 @@ static bool has_src(const struct ggml_tensor *t, const char *name) {
     return false;
 }
 
+// unnamed reports whether name is one ggml gives a node nobody named:
+// "node_N", N its index in the graph (ggml_visit_parents), which changes
+// with the graph; or "" before the graph is built.
+static bool unnamed(const char *name) {
+    if (!name[0]) {
+        return true;
+    }
+    if (strncmp(name, "node_", 5) != 0 || !name[5]) {
+        return false;
+    }
+    for (const char *p = name + 5; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int match(lldiff_recorder *r, const struct ggml_tensor *t) {
     size_t bl;
     int layer = lldiff_name_split(t->name, &bl);
@@ -171,10 +197,13 @@ static int match(lldiff_recorder *r, const struct ggml_tensor *t) {
     for (int k = 0; k < r->bucket_len[b]; k++) {
         int i = r->order[r->bucket_start[b] + k];
         lldiff_slot *s = &r->slots[i];
-        if (strcmp(s->name, t->name) != 0) {
+        if (s->name[0] ? strcmp(s->name, t->name) != 0 : !unnamed(t->name)) {
             continue;
         }
         if (s->op >= 0 && (int) t->op != s->op) {
+            continue;
+        }
+        if (s->src[0] && !has_src(t, s->src)) {
             continue;
         }
         if (s->notsrc[0] && has_src(t, s->notsrc)) {
@@ -183,6 +212,21 @@ static int match(lldiff_recorder *r, const struct ggml_tensor *t) {
         return i;
     }
     return -1;
+}
+
+int lldiff_recorder_match_fake(lldiff_recorder *r, const char *name, const char *op, int n_src, const char **srcs) {
+    struct ggml_tensor t;
+    struct ggml_tensor src[GGML_MAX_SRC];
+    memset(&t, 0, sizeof t);
+    memset(src, 0, sizeof src);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    int o = op_from_name(op);
+    t.op = o >= 0 ? (enum ggml_op) o : GGML_OP_NONE;
+    for (int i = 0; i < n_src && i < GGML_MAX_SRC; i++) {
+        snprintf(src[i].name, sizeof src[i].name, "%s", srcs[i]);
+        t.src[i] = &src[i];
+    }
+    return match(r, &t);
 }
 
 static bool fail(lldiff_recorder *r, const char *msg, const struct ggml_tensor *t) {

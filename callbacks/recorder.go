@@ -68,42 +68,35 @@ func (r *Recorder) Select(nodes []models.Node) error {
 	cstr := func(s string) *C.char { return C.CString(s) }
 	names := make([]*C.char, n)
 	ops := make([]*C.char, n)
+	srcs := make([]*C.char, n)
 	nots := make([]*C.char, n)
 	for i, nd := range nodes {
-		full := nd.Name
-		if nd.Layer >= 0 {
-			full = fmt.Sprintf("%s-%d", nd.Name, nd.Layer)
-		}
-		not := ""
-		if nd.NotSrc != "" {
-			not = nd.NotSrc
-			if nd.Layer >= 0 {
-				not = fmt.Sprintf("%s-%d", nd.NotSrc, nd.Layer)
-			}
-		}
-		names[i], ops[i], nots[i] = cstr(full), cstr(nd.Op), cstr(not)
+		names[i], ops[i], srcs[i], nots[i] = cstr(nd.FullName()), cstr(nd.Op), cstr(nd.Src), cstr(nd.NotSrc)
 	}
 	defer func() {
 		for i := range n {
 			C.free(unsafe.Pointer(names[i]))
 			C.free(unsafe.Pointer(ops[i]))
+			C.free(unsafe.Pointer(srcs[i]))
 			C.free(unsafe.Pointer(nots[i]))
 		}
 	}()
 	// The arrays of C pointers live in C memory: cgo forbids passing Go
 	// memory that holds pointers.
-	var pn, po, ps **C.char
+	var pn, po, ps, pt **C.char
 	if n > 0 {
 		sz := C.size_t(n) * C.size_t(unsafe.Sizeof((*C.char)(nil)))
-		pn, po, ps = (**C.char)(C.malloc(sz)), (**C.char)(C.malloc(sz)), (**C.char)(C.malloc(sz))
+		pn, po, ps, pt = (**C.char)(C.malloc(sz)), (**C.char)(C.malloc(sz)), (**C.char)(C.malloc(sz)), (**C.char)(C.malloc(sz))
 		defer C.free(unsafe.Pointer(pn))
 		defer C.free(unsafe.Pointer(po))
 		defer C.free(unsafe.Pointer(ps))
+		defer C.free(unsafe.Pointer(pt))
 		copy(unsafe.Slice(pn, n), names)
 		copy(unsafe.Slice(po, n), ops)
-		copy(unsafe.Slice(ps, n), nots)
+		copy(unsafe.Slice(ps, n), srcs)
+		copy(unsafe.Slice(pt, n), nots)
 	}
-	if C.lldiff_recorder_select(r.r, C.int(n), pn, po, ps) != 0 {
+	if C.lldiff_recorder_select(r.r, C.int(n), pn, po, ps, pt) != 0 {
 		return fmt.Errorf("callbacks: %s", C.GoString(&r.r.errmsg[0]))
 	}
 	r.nodes = append([]models.Node(nil), nodes...)
@@ -287,4 +280,28 @@ func splitName(name string) (base string, layer int) {
 	var bl C.size_t
 	l := C.lldiff_name_split(cs, &bl)
 	return name[:int(bl)], int(l)
+}
+
+// matchFake exposes the C matcher to tests: the slot in which a node named
+// name, computed by op, reading the tensors named srcs would be recorded,
+// or -1.
+func (r *Recorder) matchFake(name, op string, srcs ...string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cs := []*C.char{C.CString(name), C.CString(op)}
+	for _, s := range srcs {
+		cs = append(cs, C.CString(s))
+	}
+	defer func() {
+		for _, c := range cs {
+			C.free(unsafe.Pointer(c))
+		}
+	}()
+	var p **C.char
+	if len(srcs) > 0 {
+		p = (**C.char)(C.malloc(C.size_t(len(srcs)) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+		defer C.free(unsafe.Pointer(p))
+		copy(unsafe.Slice(p, len(srcs)), cs[2:])
+	}
+	return int(C.lldiff_recorder_match_fake(r.r, cs[0], cs[1], C.int(len(srcs)), p))
 }

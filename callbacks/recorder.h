@@ -22,8 +22,9 @@ extern "C" {
 
 typedef struct lldiff_slot {
     // what to match
-    char name[LLDIFF_NAME_MAX];   // full node name: "l_out-3", "result_norm"
+    char name[LLDIFF_NAME_MAX];   // full node name: "l_out-3", "result_norm"; "" for unnamed ("node_N")
     int op;                       // ggml_op, or -1 for any
+    char src[LLDIFF_NAME_MAX];    // a tensor name that must be a source, or ""
     char notsrc[LLDIFF_NAME_MAX]; // a node name that must not be a source, or ""
     int layer;                    // layer parsed from name, -1 if none
 
@@ -65,15 +66,22 @@ typedef struct lldiff_recorder {
 
 lldiff_recorder *lldiff_recorder_new(void);
 void lldiff_recorder_free(lldiff_recorder *r);
-// lldiff_recorder_select replaces the selection. names, ops and notsrcs have
-// n entries; ops holds ggml op names ("ADD") or "" for any. It returns 0, or
-// -1 with errmsg set.
-int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const char **ops, const char **notsrcs);
+// lldiff_recorder_select replaces the selection. names, ops, srcs and notsrcs
+// have n entries; names are full node names, "" for a node llama.cpp leaves
+// unnamed (ggml then calls it "node_N" after its place in the graph); ops
+// holds ggml op names ("ADD") or "" for any; srcs and notsrcs hold full
+// names of a tensor that must (srcs) or must not (notsrcs) be a direct
+// source, or "". It returns 0, or -1 with errmsg set.
+int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const char **ops, const char **srcs,
+                           const char **notsrcs);
 // lldiff_recorder_reset drops recorded rows but keeps the selection and the
 // allocated buffers.
 void lldiff_recorder_reset(lldiff_recorder *r);
 int lldiff_recorder_reserve(lldiff_recorder *r, int slot, size_t nfloats);
 bool lldiff_recorder_eval(struct ggml_tensor *t, bool ask, void *user_data);
+// lldiff_recorder_match_fake returns the slot a node with this name, op name
+// and source names would be recorded in, or -1 (for tests of the matcher).
+int lldiff_recorder_match_fake(lldiff_recorder *r, const char *name, const char *op, int n_src, const char **srcs);
 // lldiff_name_split splits "base-L" into its layer (returned) and the length
 // of base; a name without a numeric suffix gives -1 and its full length.
 int lldiff_name_split(const char *name, size_t *base_len);

@@ -75,6 +75,10 @@ type Context struct {
 	m   *Model
 	rec *callbacks.Recorder
 	p   ContextParams
+	// decodes counts llama_decode calls, for benchmarks and tests
+	decodes int
+	// cvec is the control-vector state (cvec.go).
+	cvec cvecState
 }
 
 // NewContext creates a context for m.
@@ -159,8 +163,14 @@ type RunOptions struct {
 	NoLogits bool
 	// Keep leaves the recorder's selection and patches as they are: Run
 	// then neither selects Hooks nor resets patches (for patching runs set
-	// up through Recorder).
+	// up through Recorder). It cannot be combined with Patches.
 	Keep bool
+	// Patches[i] are the activation patches applied while sequence i is
+	// decoded (see Patch); missing or nil entries patch nothing. A hook
+	// that is both captured and patched is returned as patched: the cache
+	// holds the values the later nodes saw. Patching needs the logits of
+	// every position, so it cannot be combined with NoLogits.
+	Patches [][]Patch
 }
 
 // Run decodes independent token sequences and returns one cache per
@@ -174,19 +184,36 @@ func (c *Context) Run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
 	if c.c == nil {
 		return nil, fmt.Errorf("llamacpp: context is closed")
 	}
+	return c.run(seqs, o)
+}
+
+// checkSeqs checks that every sequence is non-empty, fits the context and
+// holds vocabulary ids.
+func (c *Context) checkSeqs(seqs [][]int32) error {
 	nVocab := c.m.nVocab
 	for i, s := range seqs {
 		if len(s) == 0 {
-			return nil, fmt.Errorf("sequence %d is empty: give at least one token", i)
+			return fmt.Errorf("sequence %d is empty: give at least one token", i)
 		}
 		if len(s) > c.p.NCtx {
-			return nil, fmt.Errorf("sequence %d has %d tokens but the context holds %d: pass a larger context (-c %d)", i, len(s), c.p.NCtx, roundUp(len(s), 256))
+			return fmt.Errorf("sequence %d has %d tokens but the context holds %d: pass a larger context (-c %d)", i, len(s), c.p.NCtx, roundUp(len(s), 256))
 		}
 		for _, t := range s {
 			if t < 0 || int(t) >= nVocab {
-				return nil, fmt.Errorf("sequence %d has token id %d outside the vocabulary (0..%d)", i, t, nVocab-1)
+				return fmt.Errorf("sequence %d has token id %d outside the vocabulary (0..%d)", i, t, nVocab-1)
 			}
 		}
+	}
+	return nil
+}
+
+// run is Run with c.mu held.
+func (c *Context) run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
+	if err := c.checkSeqs(seqs); err != nil {
+		return nil, err
+	}
+	if len(o.Patches) > len(seqs) {
+		return nil, fmt.Errorf("llamacpp: patches for %d sequences but %d sequences to run", len(o.Patches), len(seqs))
 	}
 	// one slot per distinct node
 	var nodes []models.Node
@@ -213,16 +240,43 @@ func (c *Context) Run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
 		}
 		hookSlot[i] = s
 	}
+	captures := len(nodes) > 0
+	patches := make([][]resolvedPatch, len(seqs))
+	for i, ps := range o.Patches {
+		for _, p := range ps {
+			rp, err := c.resolvePatch(p, len(seqs[i]))
+			if err != nil {
+				return nil, fmt.Errorf("sequence %d: %w", i, err)
+			}
+			s, ok := slotOf[rp.node]
+			if !ok {
+				s = len(nodes)
+				slotOf[rp.node] = s
+				nodes = append(nodes, rp.node)
+			}
+			rp.slot = s
+			patches[i] = append(patches[i], rp)
+		}
+	}
+	patching := false
+	for _, ps := range patches {
+		patching = patching || len(ps) > 0
+	}
 	if o.NoLogits && len(nodes) > 0 {
-		return nil, fmt.Errorf("llamacpp: NoLogits cannot be combined with hooks: the last layer would have one row")
+		return nil, fmt.Errorf("llamacpp: NoLogits cannot be combined with hooks or patches: the last layer would have one row")
 	}
 	if len(nodes) > 0 && c.p.NoCallback {
-		return nil, fmt.Errorf("llamacpp: this context was created without the eval callback and cannot capture")
+		return nil, fmt.Errorf("llamacpp: this context was created without the eval callback and cannot capture or patch")
+	}
+	if o.Keep && patching {
+		return nil, fmt.Errorf("llamacpp: Keep leaves the recorder as it is and cannot be combined with Patches")
 	}
 	if !o.Keep {
 		if err := c.rec.Select(nodes); err != nil {
 			return nil, err
 		}
+		// patch-only runs copy nothing
+		c.rec.SetRecord(captures)
 	}
 	out := make([]*models.Cache, len(seqs))
 	for start := 0; start < len(seqs); {
@@ -232,7 +286,7 @@ func (c *Context) Run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
 			total += len(seqs[end])
 			end++
 		}
-		caches, err := c.runGroup(seqs[start:end], total, o, hookSlot)
+		caches, err := c.runGroup(seqs[start:end], patches[start:end], total, o, hookSlot)
 		if err != nil {
 			return nil, err
 		}
@@ -244,7 +298,7 @@ func (c *Context) Run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
 
 func roundUp(n, m int) int { return (n + m - 1) / m * m }
 
-func (c *Context) runGroup(seqs [][]int32, total int, o RunOptions, hookSlot []int) ([]*models.Cache, error) {
+func (c *Context) runGroup(seqs [][]int32, patches [][]resolvedPatch, total int, o RunOptions, hookSlot []int) ([]*models.Cache, error) {
 	C.llama_memory_clear(C.llama_get_memory(c.c), true)
 	c.rec.Reset()
 	nVocab := c.m.nVocab
@@ -260,57 +314,37 @@ func (c *Context) runGroup(seqs [][]int32, total int, o RunOptions, hookSlot []i
 		}
 	}
 	// flat token order: sequence by sequence
-	type tok struct{ seq, pos int }
-	flat := make([]tok, 0, total)
+	flat := make([]batchTok, 0, total)
+	var pseqs []patchSeq
 	for si, s := range seqs {
-		for p := range s {
-			flat = append(flat, tok{si, p})
+		if len(patches[si]) > 0 {
+			pseqs = append(pseqs, patchSeq{row0: len(flat), pos0: 0, n: len(s), patches: patches[si]})
 		}
-	}
-	batch := C.llama_batch_init(C.int32_t(min(c.p.NBatch, total)), 0, 1)
-	defer C.llama_batch_free(batch)
-	for b0 := 0; b0 < total; b0 += c.p.NBatch {
-		b1 := min(b0+c.p.NBatch, total)
-		n := b1 - b0
-		toks := unsafe.Slice(batch.token, n)
-		pos := unsafe.Slice(batch.pos, n)
-		nseq := unsafe.Slice(batch.n_seq_id, n)
-		seqIDs := unsafe.Slice(batch.seq_id, n)
-		outs := unsafe.Slice(batch.logits, n)
-		for i := range n {
-			t := flat[b0+i]
-			toks[i] = C.llama_token(seqs[t.seq][t.pos])
-			pos[i] = C.llama_pos(t.pos)
-			nseq[i] = 1
-			*seqIDs[i] = C.llama_seq_id(t.seq)
+		for p, t := range s {
 			// every token asks for logits: otherwise llama.cpp cuts the
 			// last layer down to the rows that output
-			outs[i] = 1
-			if o.NoLogits && t.pos != len(seqs[t.seq])-1 {
-				outs[i] = 0
-			}
+			out := !o.NoLogits || p == len(s)-1
+			flat = append(flat, batchTok{tok: t, pos: p, seq: si, logits: out})
 		}
-		batch.n_tokens = C.int32_t(n)
-		ret := C.llama_decode(c.c, batch)
-		if err := c.rec.Err(); err != nil {
+	}
+	var want map[int]int
+	if !o.Keep {
+		var err error
+		if want, err = c.installPatches(pseqs, total); err != nil {
 			return nil, err
 		}
-		switch {
-		case ret == 1:
-			return nil, fmt.Errorf("llama.cpp found no room in the KV cache for %d tokens (context %d): pass a larger context (-c)", total, c.p.NCtx)
-		case ret != 0:
-			return nil, fmt.Errorf("llama_decode failed with status %d; run with -v for llama.cpp's log", int(ret))
-		}
+	}
+	err := c.decode(flat, func(i int, row []float32) {
 		if logits != nil {
-			for i := range n {
-				t := flat[b0+i]
-				p := C.llama_get_logits_ith(c.c, C.int32_t(i))
-				if p == nil {
-					return nil, fmt.Errorf("llama.cpp returned no logits for token %d", b0+i)
-				}
-				copy(logits[t.seq][t.pos*nVocab:(t.pos+1)*nVocab], unsafe.Slice((*float32)(unsafe.Pointer(p)), nVocab))
-			}
+			t := flat[i]
+			copy(logits[t.seq][t.pos*nVocab:(t.pos+1)*nVocab], row)
 		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkPatched(want); err != nil {
+		return nil, err
 	}
 	// split the recorded rows of each slot by sequence
 	slotRows := map[int][]float32{}
@@ -339,6 +373,21 @@ func (c *Context) runGroup(seqs [][]int32, total int, o RunOptions, hookSlot []i
 			off += n
 		}
 	}
+	// a captured hook that was patched holds the patched rows, as every
+	// later node saw them
+	for si, ps := range patches {
+		for _, p := range ps {
+			for i, h := range o.Hooks {
+				if hookSlot[i] != p.slot {
+					continue
+				}
+				a, _ := caches[si].At(h)
+				for j, q := range p.positions {
+					copy(a.Row(q), p.values[j*p.width:(j+1)*p.width])
+				}
+			}
+		}
+	}
 	if logits != nil {
 		// logits are set last: a Logits hook always means these
 		for si := range seqs {
@@ -346,4 +395,65 @@ func (c *Context) runGroup(seqs [][]int32, total int, o RunOptions, hookSlot []i
 		}
 	}
 	return caches, nil
+}
+
+// batchTok is one token of a llama_batch: its id, position, sequence and
+// whether llama.cpp should return its logits.
+type batchTok struct {
+	tok    int32
+	pos    int
+	seq    int
+	logits bool
+}
+
+// decode feeds toks to llama_decode, NBatch at a time, and calls out with
+// the index in toks and the logits of every token that asked for them. The
+// logits slice is llama.cpp's and valid only during the call.
+func (c *Context) decode(toks []batchTok, out func(i int, logits []float32)) error {
+	nVocab := c.m.nVocab
+	batch := C.llama_batch_init(C.int32_t(min(c.p.NBatch, len(toks))), 0, 1)
+	defer C.llama_batch_free(batch)
+	for b0 := 0; b0 < len(toks); b0 += c.p.NBatch {
+		b1 := min(b0+c.p.NBatch, len(toks))
+		n := b1 - b0
+		ids := unsafe.Slice(batch.token, n)
+		pos := unsafe.Slice(batch.pos, n)
+		nseq := unsafe.Slice(batch.n_seq_id, n)
+		seqIDs := unsafe.Slice(batch.seq_id, n)
+		outs := unsafe.Slice(batch.logits, n)
+		for i := range n {
+			t := toks[b0+i]
+			ids[i] = C.llama_token(t.tok)
+			pos[i] = C.llama_pos(t.pos)
+			nseq[i] = 1
+			*seqIDs[i] = C.llama_seq_id(t.seq)
+			outs[i] = 0
+			if t.logits {
+				outs[i] = 1
+			}
+		}
+		batch.n_tokens = C.int32_t(n)
+		ret := C.llama_decode(c.c, batch)
+		c.decodes++
+		if err := c.rec.Err(); err != nil {
+			return err
+		}
+		switch {
+		case ret == 1:
+			return fmt.Errorf("llama.cpp found no room in the KV cache for %d tokens (context %d): pass a larger context (-c)", len(toks), c.p.NCtx)
+		case ret != 0:
+			return fmt.Errorf("llama_decode failed with status %d; run with -v for llama.cpp's log", int(ret))
+		}
+		for i := range n {
+			if !toks[b0+i].logits {
+				continue
+			}
+			p := C.llama_get_logits_ith(c.c, C.int32_t(i))
+			if p == nil {
+				return fmt.Errorf("llama.cpp returned no logits for token %d", b0+i)
+			}
+			out(b0+i, unsafe.Slice((*float32)(unsafe.Pointer(p)), nVocab))
+		}
+	}
+	return nil
 }
