@@ -125,8 +125,8 @@ func captureRun(opts *CaptureOptions) error {
 		return &UsageError{Err: err}
 	}
 	for _, h := range hooks {
-		if !m.Hooks.Has(h.Kind) {
-			return usageErr("the %s architecture has no %s hooks", m.Arch(), h.Kind)
+		if err := m.Hooks.Check(h.Kind); err != nil {
+			return &UsageError{Err: err}
 		}
 	}
 	if err := checkOutDir(opts.OutDir, opts.Force); err != nil {

@@ -95,6 +95,12 @@ func (f *modelFlags) context(m *llamacpp.Model, seqs [][]int32, nSeq int) (*llam
 	} else if longest := maxLen(seqs); longest > n {
 		return nil, fmt.Errorf("a prompt has %d tokens but the context holds %d (-c %d): pass -c %d or a shorter prompt", longest, n, n, (longest+255)/256*256)
 	}
+	if tr := m.Info.NCtxTrain; m.Info.LearnedPositions && maxLen(seqs) > tr {
+		// a position past the learned embedding does not exist: llama.cpp
+		// would read past the end of position_embd.weight
+		return nil, fmt.Errorf("a prompt has %d tokens but %s (%s) has learned position embeddings for %d positions only: shorten the prompt",
+			maxLen(seqs), m.Path, m.Arch(), tr)
+	}
 	if tr := m.Info.NCtxTrain; tr > 0 && maxLen(seqs) > tr && f.NCtx == 0 {
 		return nil, fmt.Errorf("a prompt has %d tokens but %s was trained on at most %d: shorten the prompt, or pass -c %d to run past the trained context anyway",
 			maxLen(seqs), m.Path, tr, (maxLen(seqs)+255)/256*256)

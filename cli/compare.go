@@ -32,6 +32,10 @@ type CompareOptions struct {
 	JSON     bool
 
 	NoTokens, NoPredictions, NoRanking, NoLayers, NoLens, NoNeurons bool
+
+	// kindsSet is set when --kinds was given: then a kind the architecture
+	// lacks is an error, while the default list drops it with a note.
+	kindsSet bool
 }
 
 func newCmdCompare(io *IOStreams, runF func(*CompareOptions) error) *cobra.Command {
@@ -55,9 +59,13 @@ such as -1 or 3 (negative from the end), all (equal token counts only), or
 explicit pairs A:B such as 5:6.
 
 Lens normalisation (--lens-norm) for differences: norm (default) unembeds
-each residual through the final RMSNorm and subtracts the logits,
-norm(a)−norm(b); gamma applies the norm weight γ without rescaling, γ⊙(a−b);
-raw is W_U·(a−b) as in the original notebook.`,
+each residual through the final norm (RMSNorm; LayerNorm with its bias for
+gpt2 and gptneox) and subtracts the logits, norm(a)−norm(b); gamma applies
+the norm weight γ without rescaling, γ⊙(a−b) (centred for a LayerNorm);
+raw is W_U·(a−b) as in the original notebook.
+
+The default --kinds leaves out kinds the architecture lacks, with a note:
+Pythia (gptneox with a parallel residual) has no resid_mid.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -69,6 +77,7 @@ raw is W_U·(a−b) as in the original notebook.`,
 			if err := opts.Model.check(); err != nil {
 				return err
 			}
+			opts.kindsSet = cmd.Flags().Changed("kinds")
 			if opts.Top < 1 || opts.TopK < 1 || opts.LensK < 1 || opts.Neurons < 1 {
 				return usageErr("--top, --top-k, --lens-k and --neurons take numbers >= 1")
 			}
@@ -227,6 +236,7 @@ func compareRun(opts *CompareOptions) error {
 	}
 	defer m.Close()
 	var kinds []models.Kind
+	var skipped []string
 	for _, s := range strings.Split(opts.Kinds, ",") {
 		hs, err := models.ParseHook(strings.TrimSpace(s), m.NLayer())
 		if err != nil {
@@ -235,8 +245,12 @@ func compareRun(opts *CompareOptions) error {
 		if !hs[0].Kind.PerLayer() || len(hs) != m.NLayer() {
 			return usageErr("--kinds takes per-layer kinds without a layer (resid_post, resid_mid, attn_out, mlp_out, resid_pre, z), got %q", s)
 		}
-		if !m.Hooks.Has(hs[0].Kind) {
-			return usageErr("the %s architecture has no %s hooks", m.Arch(), hs[0].Kind)
+		if err := m.Hooks.Check(hs[0].Kind); err != nil {
+			if opts.kindsSet {
+				return &UsageError{Err: err}
+			}
+			skipped = append(skipped, err.Error()+"; left out of the ranking")
+			continue
 		}
 		kinds = append(kinds, hs[0].Kind)
 	}
@@ -244,6 +258,7 @@ func compareRun(opts *CompareOptions) error {
 	if err != nil {
 		return err
 	}
+	c.doc.Warnings = append(skipped, c.doc.Warnings...) // the last one says what is compared
 	if opts.JSON {
 		return writeJSON(opts.IO.Out, c.doc)
 	}
@@ -643,7 +658,8 @@ func printComparison(opts *CompareOptions, m *llamacpp.Model, c *comparison) err
 		}
 	}
 	if !opts.NoLens {
-		section(fmt.Sprintf("logit lens of resid_post (A pos %d, B pos %d; differences: %s)", doc.Prompts[0].Pos, doc.Prompts[1].Pos, lensNormDesc(doc.LensNorm)))
+		section(fmt.Sprintf("logit lens of resid_post (A pos %d, B pos %d; differences: %s)", doc.Prompts[0].Pos, doc.Prompts[1].Pos,
+			lensNormDesc(doc.LensNorm, m.Info.LayerNorm)))
 		join := func(ts []lensTokenJSON) string {
 			var s []string
 			for _, t := range ts {
@@ -689,12 +705,16 @@ func sortName(s string) string {
 	return "‖A−B‖ / mean(‖A‖,‖B‖)"
 }
 
-func lensNormDesc(s string) string {
-	switch s {
-	case "gamma":
+func lensNormDesc(s string, layerNorm bool) string {
+	switch {
+	case s == "gamma" && layerNorm:
+		return "W_U·γ⊙(a−b), centred"
+	case s == "gamma":
 		return "W_U·γ⊙(a−b)"
-	case "raw":
+	case s == "raw":
 		return "W_U·(a−b)"
+	case layerNorm:
+		return "lens(a) − lens(b) through the final LayerNorm"
 	}
 	return "lens(a) − lens(b) through the final RMSNorm"
 }

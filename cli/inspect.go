@@ -54,7 +54,11 @@ type inspectJSON struct {
 	Tokenizer       string           `json:"tokenizer"`
 	ContextTrain    int              `json:"context_train"`
 	RopeBase        float64          `json:"rope_base"`
+	RopeDim         int              `json:"rope_dim"`
+	Norm            string           `json:"norm"`
 	NormEps         float64          `json:"norm_eps"`
+	Positions       string           `json:"positions"`
+	Residual        string           `json:"residual"`
 	Tied            bool             `json:"tied_embeddings"`
 	VocabOnly       bool             `json:"vocab_only"`
 	FileType        string           `json:"file_type"`
@@ -92,7 +96,17 @@ func inspectRun(opts *InspectOptions) error {
 		Layers: info.NLayer, DModel: info.DModel, Heads: info.NHead, KVHeads: info.NHeadKV, DHead: info.DHead,
 		DFF: info.DFF, Vocab: info.NVocab, Tokenizer: info.TokenizerModel, ContextTrain: info.NCtxTrain,
 		RopeBase: info.RopeBase, NormEps: info.NormEps, Tied: info.TiedEmbeddings, VocabOnly: info.VocabOnly,
-		FileType: info.FileType, Params: info.NParams,
+		FileType: info.FileType, Params: info.NParams, RopeDim: info.RopeDim,
+		Norm: "RMSNorm", Positions: "rope", Residual: "sequential",
+	}
+	if info.LayerNorm {
+		doc.Norm = "LayerNorm"
+	}
+	if info.LearnedPositions {
+		doc.Positions = "learned"
+	}
+	if info.ParallelResidual {
+		doc.Residual = "parallel"
 	}
 	var types []models.GGMLType
 	for t := range info.TensorTypes {
@@ -106,24 +120,15 @@ func inspectRun(opts *InspectOptions) error {
 	if err := f.CheckRunnable(); err != nil {
 		doc.RunnableProblem = err.Error()
 	}
-	if ht, err := models.HookTableFor(info.Arch); err == nil && !info.VocabOnly {
+	if ht, err := models.HookTableOf(info); err == nil && !info.VocabOnly {
 		doc.Notes = ht.Notes
 		for _, k := range ht.Kinds {
 			h := models.Hook{Kind: k, Layer: -1}
+			hj := hookInfoJSON{Hook: h.Name(), Short: h.Short(), Node: ht.Pattern(k)}
 			if k.PerLayer() {
 				h.Layer = 0
-			}
-			n, _ := ht.Node(h)
-			hj := hookInfoJSON{Hook: h.Name(), Short: h.Short(), Node: n.String()}
-			if k.PerLayer() {
 				hj.Hook = fmt.Sprintf("blocks.L.%s", h.Name()[len("blocks.0."):])
 				hj.Short = string(k) + ".L"
-				if k == models.ResidPre {
-					hj.Node = "inp_embd (L=0), l_out-(L-1)"
-				} else {
-					hj.Node = n.String()
-					hj.Node = replaceLayer(hj.Node)
-				}
 			}
 			doc.Hooks = append(doc.Hooks, hj)
 		}
@@ -142,8 +147,22 @@ func inspectRun(opts *InspectOptions) error {
 	} else {
 		fmt.Fprintf(out, "architecture %s %q, %d layers, d_model %d, %d heads (%d KV heads) of %d, d_ff %d%s\n",
 			doc.Arch, doc.Name, doc.Layers, doc.DModel, doc.Heads, doc.KVHeads, doc.DHead, doc.DFF, tied)
-		fmt.Fprintf(out, "vocabulary %d (%s tokenizer), trained context %d, rope base %g, norm eps %g, %d parameters, file type %s\n",
-			doc.Vocab, doc.Tokenizer, doc.ContextTrain, doc.RopeBase, doc.NormEps, doc.Params, doc.FileType)
+		pos := fmt.Sprintf("rope base %g", doc.RopeBase)
+		switch {
+		case info.LearnedPositions:
+			pos = "learned positions"
+		case doc.RopeDim != doc.DHead:
+			pos += fmt.Sprintf(" on %d of %d head dims", doc.RopeDim, doc.DHead)
+		}
+		norm := "norm eps"
+		if info.LayerNorm {
+			norm = "LayerNorm eps"
+		}
+		fmt.Fprintf(out, "vocabulary %d (%s tokenizer), trained context %d, %s, %s %g, %d parameters, file type %s\n",
+			doc.Vocab, doc.Tokenizer, doc.ContextTrain, pos, norm, doc.NormEps, doc.Params, doc.FileType)
+		if info.ParallelResidual {
+			fmt.Fprintln(out, "parallel residual: attention and MLP read the same layer input (no resid_mid)")
+		}
 	}
 	if len(doc.TensorTypes) > 0 {
 		var rows [][]string
@@ -170,14 +189,4 @@ func inspectRun(opts *InspectOptions) error {
 		fmt.Fprintln(out, "cannot run:", doc.RunnableProblem)
 	}
 	return nil
-}
-
-func replaceLayer(s string) string {
-	// "attn_out-0 ..." → "attn_out-L ..."
-	for i := 0; i+2 <= len(s); i++ {
-		if s[i] == '-' && s[i+1] == '0' && (i+2 == len(s) || s[i+2] == ' ') {
-			return s[:i+1] + "L" + s[i+2:]
-		}
-	}
-	return s
 }

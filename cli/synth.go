@@ -37,12 +37,14 @@ func newCmdSynth(io *IOStreams, runF func(*SynthOptions) error) *cobra.Command {
 	opts := &SynthOptions{IO: io}
 	cmd := &cobra.Command{
 		Use:   "synth -o FILE [--preset NAME] [--type TYPE] [shape flags]",
-		Short: "Write a synthetic llama model with random weights (developer and benchmark tool)",
-		Long: `Write a llama-architecture GGUF with deterministic random weights and a real
-tokenizer copied from a vocab-only GGUF. Tests and benchmarks use these to
-exercise any shape and quant type without downloads.
+		Short: "Write a synthetic model with random weights (developer and benchmark tool)",
+		Long: `Write a GGUF with deterministic random weights and a real tokenizer copied
+from a vocab-only GGUF. Tests and benchmarks use these to exercise any shape
+and quant type without downloads.
 
-Presets: tiny, small, bench-cpu, llama2-7b. Shape flags override the preset.
+Presets: tiny, small, bench-cpu, llama2-7b (llama); gpt2-small (gpt2, the
+GPT-2 vocabulary); pythia-70m, pythia-160m (gptneox, the GPT-NeoX
+vocabulary). Shape flags override the preset.
 Types F32, F16, Q8_0 and Q4_0 are written directly; Q4_K (=Q4_K_S), Q4_K_M
 and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 		Args: cobra.NoArgs,
@@ -58,9 +60,9 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.Out, "output", "o", "", "output GGUF file")
-	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: tiny, small, bench-cpu, llama2-7b")
+	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: tiny, small, bench-cpu, llama2-7b, gpt2-small, pythia-70m, pythia-160m")
 	f.StringVar(&opts.Type, "type", "", "weight type: F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K (default: the preset's)")
-	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the Llama-2 vocab in ../shared/models/vocab)")
+	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the preset architecture's vocab in ../shared/models/vocab)")
 	f.IntVar(&opts.Layers, "layers", 0, "layers")
 	f.IntVar(&opts.DModel, "d-model", 0, "d_model")
 	f.IntVar(&opts.Heads, "heads", 0, "attention heads")
@@ -75,9 +77,11 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	return cmd
 }
 
-func defaultVocab() string {
+// defaultVocab returns the shared vocabulary of arch, or "" when the shared
+// models are not found.
+func defaultVocab(arch string) string {
 	if d, err := models.SharedModelsDir(); err == nil {
-		return filepath.Join(d, "vocab", "ggml-vocab-llama-spm.gguf")
+		return filepath.Join(d, filepath.FromSlash(models.SynthVocab(arch)))
 	}
 	return ""
 }
@@ -111,7 +115,7 @@ func synthRun(opts *SynthOptions) error {
 	spec.Overwrite = opts.Force
 	spec.VocabPath = opts.Vocab
 	if spec.VocabPath == "" {
-		spec.VocabPath = defaultVocab()
+		spec.VocabPath = defaultVocab(spec.Arch)
 		if spec.VocabPath == "" {
 			return usageErr("no vocabulary: pass --vocab VOCAB.gguf (a vocab-only GGUF such as llama.cpp's ggml-vocab-llama-spm.gguf)")
 		}
@@ -151,7 +155,7 @@ func synthRun(opts *SynthOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.Out, "wrote %s: llama, %d layers, d_model %d, %d heads (%d KV), d_ff %d, %s, %s in %.1fs\n",
-		opts.Out, spec.NLayer, spec.DModel, spec.NHead, spec.NHeadKV, spec.DFF, typ, human(uint64(st.Size())), time.Since(start).Seconds())
+	fmt.Fprintf(opts.IO.Out, "wrote %s: %s, %d layers, d_model %d, %d heads (%d KV), d_ff %d, %s, %s in %.1fs\n",
+		opts.Out, spec.Arch, spec.NLayer, spec.DModel, spec.NHead, spec.NHeadKV, spec.DFF, typ, human(uint64(st.Size())), time.Since(start).Seconds())
 	return nil
 }

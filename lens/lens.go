@@ -1,6 +1,7 @@
 // Package lens is the logit lens: it reads residual-stream vectors as the
-// model's final layers would, by applying the final RMSNorm and the
-// unembedding matrix, and ranks the resulting logits.
+// model's final layers would, by applying the final norm (RMSNorm for
+// llama, LayerNorm with a bias for gpt2 and gptneox) and the unembedding
+// matrix, and ranks the resulting logits.
 //
 // The fast unembedding runs in ggml (llamacpp.Unembedder); this package is
 // pure Go and holds what does not need ggml: the modes, top-k, softmax and
@@ -22,9 +23,13 @@ type Mode int
 
 const (
 	// Norm applies the final RMSNorm with its weight γ, then W_U:
-	// W_U · (γ ⊙ x / sqrt(mean(x²) + eps)).
+	// W_U · (γ ⊙ x / sqrt(mean(x²) + eps)). With a final LayerNorm it is
+	// W_U · (γ ⊙ (x − mean x) / sqrt(var(x) + eps) + β) (+ an output bias
+	// where the model has one).
 	Norm Mode = iota
-	// Gamma scales by γ without the RMS rescaling: W_U · (γ ⊙ x).
+	// Gamma scales by γ without the rescaling: W_U · (γ ⊙ x); with a
+	// LayerNorm W_U · (γ ⊙ (x − mean x)), centred as the norm centres but
+	// without β, so that it stays linear in x.
 	Gamma
 	// Raw unembeds x directly: W_U · x.
 	Raw
@@ -49,7 +54,7 @@ func ParseMode(s string) (Mode, error) {
 			return Mode(m), nil
 		}
 	}
-	return 0, fmt.Errorf("unknown lens mode %q: use norm (final RMSNorm and γ, the model's own), gamma (γ without the RMS rescaling) or raw (W_U alone)", s)
+	return 0, fmt.Errorf("unknown lens mode %q: use norm (the final norm with its weights, the model's own), gamma (γ without the rescaling) or raw (W_U alone)", s)
 }
 
 // Token is a vocabulary entry and a value: a logit, a probability or a

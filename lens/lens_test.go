@@ -263,8 +263,12 @@ func TestFindWeightsErrors(t *testing.T) {
 	}{
 		{"no norm", "llama", llama, []tensor{embed}, "no output_norm.weight"},
 		{"no matrix", "llama", llama, []tensor{norm}, "no unembedding"},
-		{"layernorm", "gpt2", []models.KV{{Key: "gpt2.embedding_length", Value: uint32(2)}, {Key: "gpt2.attention.layer_norm_epsilon", Value: float32(1e-5)}},
-			[]tensor{embed, norm}, "LayerNorm"},
+		{"layernorm without bias", "gpt2", []models.KV{{Key: "gpt2.embedding_length", Value: uint32(2)}, {Key: "gpt2.attention.layer_norm_epsilon", Value: float32(1e-5)}},
+			[]tensor{embed, norm}, "no output_norm.bias"},
+		{"unknown layernorm", "bloom", []models.KV{{Key: "bloom.embedding_length", Value: uint32(2)}, {Key: "bloom.attention.layer_norm_epsilon", Value: float32(1e-5)}},
+			[]tensor{embed, norm, {NormBiasTensor, models.F32, []uint64{2}, f32bytes(0, 0)}}, "LayerNorm of an architecture lldiff does not know"},
+		{"output bias shape", "gpt2", []models.KV{{Key: "gpt2.embedding_length", Value: uint32(2)}, {Key: "gpt2.attention.layer_norm_epsilon", Value: float32(1e-5)}},
+			[]tensor{embed, norm, {NormBiasTensor, models.F32, []uint64{2}, f32bytes(0, 0)}, {OutputBiasTensor, models.F32, []uint64{3}, f32bytes(0, 0, 0)}}, "want F32, F16 or BF16 [2] (n_vocab)"},
 		{"norm shape", "llama", llama, []tensor{embed, {NormTensor, models.F32, []uint64{4}, f32bytes(1, 1, 1, 1)}}, "want [2]"},
 		{"matrix shape", "llama", llama, []tensor{norm, {OutputTensor, models.F32, []uint64{4, 1}, f32bytes(1, 1, 1, 1)}}, "want [2 n_vocab]"},
 	} {

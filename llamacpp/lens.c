@@ -17,7 +17,8 @@
 
 // ggml's CPU tensors must start at multiples of this (TENSOR_ALIGNMENT).
 #define LENS_ALIGN 32
-// nodes of the largest graph: x, rms_norm, mul, mul_mat (and γ, W_U leaves)
+// nodes of the largest graph: x, norm, mul, add, mul_mat, add (and γ, β,
+// W_U, bias leaves)
 #define LENS_GRAPH_NODES 16
 
 struct lldiff_lens {
@@ -25,11 +26,12 @@ struct lldiff_lens {
     int is_cpu;
     int64_t d, n_vocab;
     float eps;
+    int layer_norm;  // the final norm is a LayerNorm with bias β (else RMSNorm)
     int chunk;
 
-    struct ggml_context *wctx;  // γ and W_U
-    struct ggml_tensor *gamma, *w;
-    ggml_backend_buffer_t wbuf;  // allocated weights (γ, and W_U unless mapped)
+    struct ggml_context *wctx;  // γ, β, W_U and the output bias
+    struct ggml_tensor *gamma, *beta, *w, *bias;  // beta and bias may be NULL
+    ggml_backend_buffer_t wbuf;  // allocated weights (γ, β, bias, and W_U unless mapped)
     ggml_backend_buffer_t mbuf;  // W_U mapped from the file
     void *map;
     size_t map_len;
@@ -57,12 +59,18 @@ static struct ggml_cgraph *lens_graph(lldiff_lens *l, int64_t n, int mode, struc
     ggml_set_input(*x);
     struct ggml_tensor *h = *x;
     if (mode == LLDIFF_LENS_NORM) {
-        h = ggml_rms_norm(*ctx, h, l->eps);
+        h = l->layer_norm ? ggml_norm(*ctx, h, l->eps) : ggml_rms_norm(*ctx, h, l->eps);
     }
     if (mode == LLDIFF_LENS_NORM || mode == LLDIFF_LENS_GAMMA) {
         h = ggml_mul(*ctx, h, l->gamma);
     }
+    if (mode == LLDIFF_LENS_NORM && l->beta != NULL) {
+        h = ggml_add(*ctx, h, l->beta);
+    }
     *out = ggml_mul_mat(*ctx, l->w, h);
+    if (mode == LLDIFF_LENS_NORM && l->bias != NULL) {
+        *out = ggml_add(*ctx, *out, l->bias);
+    }
     ggml_set_name(*out, "lens_logits");
     ggml_set_output(*out);
     struct ggml_cgraph *gf = ggml_new_graph_custom(*ctx, LENS_GRAPH_NODES, false);
@@ -87,8 +95,8 @@ static int lens_backend_supports(lldiff_lens *l, ggml_backend_t backend) {
     return ok;
 }
 
-lldiff_lens *lldiff_lens_new(int64_t d, int64_t n_vocab, int w_type, float eps, int gpu, int threads,
-                             int chunk, char *err, size_t errlen) {
+lldiff_lens *lldiff_lens_new(int64_t d, int64_t n_vocab, int w_type, float eps, int layer_norm, int out_bias,
+                             int gpu, int threads, int chunk, char *err, size_t errlen) {
     if (w_type < 0 || w_type >= GGML_TYPE_COUNT || ggml_blck_size((enum ggml_type) w_type) == 0) {
         snprintf(err, errlen, "ggml has no type %d", w_type);
         return NULL;
@@ -106,10 +114,11 @@ lldiff_lens *lldiff_lens_new(int64_t d, int64_t n_vocab, int w_type, float eps, 
     l->d = d;
     l->n_vocab = n_vocab;
     l->eps = eps;
+    l->layer_norm = layer_norm;
     l->chunk = chunk;
     l->meta_size = ggml_tensor_overhead() * LENS_GRAPH_NODES + ggml_graph_overhead_custom(LENS_GRAPH_NODES, false);
     l->meta = malloc(l->meta_size);
-    struct ggml_init_params ip = {2 * ggml_tensor_overhead(), NULL, true};
+    struct ggml_init_params ip = {4 * ggml_tensor_overhead(), NULL, true};
     l->wctx = ggml_init(ip);
     if (l->meta == NULL || l->wctx == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -120,6 +129,14 @@ lldiff_lens *lldiff_lens_new(int64_t d, int64_t n_vocab, int w_type, float eps, 
     ggml_set_name(l->gamma, "output_norm.weight");
     l->w = ggml_new_tensor_2d(l->wctx, (enum ggml_type) w_type, d, n_vocab);
     ggml_set_name(l->w, "lens_unembed");
+    if (layer_norm) {
+        l->beta = ggml_new_tensor_1d(l->wctx, GGML_TYPE_F32, d);
+        ggml_set_name(l->beta, "output_norm.bias");
+    }
+    if (out_bias) {
+        l->bias = ggml_new_tensor_1d(l->wctx, GGML_TYPE_F32, n_vocab);
+        ggml_set_name(l->bias, "output.bias");
+    }
 
     if (gpu) {
         ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_GPU);
@@ -210,7 +227,8 @@ int lldiff_lens_map(lldiff_lens *l, const char *path, int64_t offset) {
 }
 
 int lldiff_lens_alloc(lldiff_lens *l, char *err, size_t errlen) {
-    size_t need = ggml_nbytes(l->gamma) + (l->mbuf == NULL ? ggml_nbytes(l->w) : 0);
+    size_t need = ggml_nbytes(l->gamma) + (l->beta ? ggml_nbytes(l->beta) : 0) + (l->bias ? ggml_nbytes(l->bias) : 0) +
+                  (l->mbuf == NULL ? ggml_nbytes(l->w) : 0);
     l->wbuf = ggml_backend_alloc_ctx_tensors(l->wctx, l->backend);
     if (l->wbuf == NULL) {
         snprintf(err, errlen, "could not allocate %zu bytes for the unembedding on %s", need,
@@ -236,6 +254,18 @@ int lldiff_lens_alloc(lldiff_lens *l, char *err, size_t errlen) {
 
 void lldiff_lens_set_gamma(lldiff_lens *l, const float *gamma) {
     ggml_backend_tensor_set(l->gamma, gamma, 0, ggml_nbytes(l->gamma));
+}
+
+void lldiff_lens_set_beta(lldiff_lens *l, const float *beta) {
+    if (l->beta != NULL) {
+        ggml_backend_tensor_set(l->beta, beta, 0, ggml_nbytes(l->beta));
+    }
+}
+
+void lldiff_lens_set_bias(lldiff_lens *l, const float *bias) {
+    if (l->bias != NULL) {
+        ggml_backend_tensor_set(l->bias, bias, 0, ggml_nbytes(l->bias));
+    }
 }
 
 void lldiff_lens_set_w(lldiff_lens *l, const void *data, size_t off, size_t size) {

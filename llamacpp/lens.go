@@ -56,7 +56,10 @@ const uploadChunk = 16 << 20
 // Unembedder is the logit lens computed by ggml on the unembedding matrix
 // as stored in the model file (Q6_K, Q8_0, F16, ...), never widened to
 // float32: for each row x it computes W_U · (γ ⊙ x / sqrt(mean(x²) + eps))
-// in LensNorm mode, and the linear variants in the others.
+// in LensNorm mode, and the linear variants in the others. For a final
+// LayerNorm (gpt2, gptneox) LensNorm is W_U · (γ ⊙ (x − mean x) /
+// sqrt(var(x) + eps) + β), the graph llama.cpp computes, and LensGamma
+// centres x before scaling it by γ (see lens.Mode).
 //
 // Memory: on the CPU, W_U is mapped read-only from the model file, so its
 // pages are the file's page cache, shared with llama.cpp's own mapping and
@@ -83,8 +86,8 @@ func (m *Model) NewUnembedder(threads int) (*Unembedder, error) {
 }
 
 // NewUnembedderWith returns the logit lens of m. It fails for models
-// without output_norm.weight, with a LayerNorm as final norm, or whose W_U
-// type ggml cannot multiply by. The Unembedder reads the weights from the
+// without output_norm.weight (or output_norm.bias for a LayerNorm), or
+// whose W_U type ggml cannot multiply by. The Unembedder reads the weights from the
 // model file and stays usable after m is closed.
 func (m *Model) NewUnembedderWith(o UnembedOptions) (*Unembedder, error) {
 	m.mu.Lock()
@@ -113,13 +116,26 @@ func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 	if err != nil {
 		return nil, err
 	}
-	gpu := 0
-	if o.GPU {
-		gpu = 1
+	var beta, bias []float32
+	if w.NormBias != "" {
+		if beta, err = f.ReadTensorFloat32(w.NormBias); err != nil {
+			return nil, err
+		}
+	}
+	if w.OutputBias != "" {
+		if bias, err = f.ReadTensorFloat32(w.OutputBias); err != nil {
+			return nil, err
+		}
+	}
+	cbool := func(b bool) C.int {
+		if b {
+			return 1
+		}
+		return 0
 	}
 	var errBuf [512]C.char
-	c := C.lldiff_lens_new(C.int64_t(w.D), C.int64_t(w.NVocab), C.int(ti.Type), C.float(w.Eps), C.int(gpu),
-		C.int(o.Threads), C.int(unembedChunk(w.D, w.NVocab)), &errBuf[0], C.size_t(len(errBuf)))
+	c := C.lldiff_lens_new(C.int64_t(w.D), C.int64_t(w.NVocab), C.int(ti.Type), C.float(w.Eps), cbool(beta != nil), cbool(bias != nil),
+		cbool(o.GPU), C.int(o.Threads), C.int(unembedChunk(w.D, w.NVocab)), &errBuf[0], C.size_t(len(errBuf)))
 	if c == nil {
 		return nil, fmt.Errorf("%s: logit lens: %s", f.Path, C.GoString(&errBuf[0]))
 	}
@@ -140,6 +156,12 @@ func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 		return nil, fmt.Errorf("%s: logit lens: %s", f.Path, C.GoString(&errBuf[0]))
 	}
 	C.lldiff_lens_set_gamma(c, (*C.float)(unsafe.Pointer(&gamma[0])))
+	if beta != nil {
+		C.lldiff_lens_set_beta(c, (*C.float)(unsafe.Pointer(&beta[0])))
+	}
+	if bias != nil {
+		C.lldiff_lens_set_bias(c, (*C.float)(unsafe.Pointer(&bias[0])))
+	}
 	if !u.mapped {
 		if err := u.upload(f, ti, off); err != nil {
 			return nil, err
@@ -202,12 +224,33 @@ func (u *Unembedder) Unembed(dst, x []float32, n int, mode LensMode) ([]float32,
 	if n == 0 {
 		return dst, nil
 	}
+	if u.w.LayerNorm && mode == LensGamma {
+		// γ ⊙ (x − mean x): the centring of the LayerNorm, done here
+		x = centerRows(x, d)
+	}
 	var errBuf [512]C.char
 	if C.lldiff_lens_unembed(u.c, (*C.float)(unsafe.Pointer(&x[0])), C.int64_t(n), cmode,
 		(*C.float)(unsafe.Pointer(&dst[0])), &errBuf[0], C.size_t(len(errBuf))) != 0 {
 		return nil, fmt.Errorf("logit lens: %s", C.GoString(&errBuf[0]))
 	}
 	return dst, nil
+}
+
+// centerRows returns a copy of the rows of x (of width d) with each row's
+// mean subtracted, accumulated in float64.
+func centerRows(x []float32, d int) []float32 {
+	out := make([]float32, len(x))
+	for r := 0; r < len(x); r += d {
+		var s float64
+		for _, v := range x[r : r+d] {
+			s += float64(v)
+		}
+		mean := s / float64(d)
+		for i, v := range x[r : r+d] {
+			out[r+i] = float32(float64(v) - mean)
+		}
+	}
+	return out
 }
 
 // Weights describes the tensors the lens uses.

@@ -92,6 +92,10 @@ var lensModels = []lensModel{
 	synthCase("synthetic-Q8_0-tied", models.Q8_0, false, tolRefQ8),
 	synthCase("synthetic-Q4_0-tied", models.Q4_0, false, tolRefQ8),
 	q6kCase(),
+	archLensCase("gpt2", models.F32, false, tolRefF32),
+	archLensCase("gpt2", models.Q8_0, true, tolRefQ8),
+	archLensCase("gptneox", models.F32, true, tolRefF32),
+	archLensCase("gptneox", models.F16, true, tolRefF16),
 }
 
 // lensRelErr returns max over rows of ‖a−b‖/‖b‖ for rows of width w.

@@ -63,7 +63,7 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 		if err := f.CheckRunnable(); err != nil {
 			return nil, err
 		}
-		if m.Hooks, err = models.HookTableFor(f.Architecture()); err != nil {
+		if m.Hooks, err = models.HookTableOf(info); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}

@@ -9,7 +9,7 @@ import (
 
 // SupportedArchitectures lists the general.architecture values lldiff can
 // run.
-var SupportedArchitectures = []string{"llama"}
+var SupportedArchitectures = []string{"llama", "gpt2", "gptneox"}
 
 // archHints says what a file of an unsupported architecture probably is.
 var archHints = map[string]string{
@@ -52,6 +52,8 @@ func (f *File) CheckRunnable() error {
 	switch arch {
 	case "llama":
 		c.llama(f)
+	case "gpt2", "gptneox":
+		c.layerNormArch(f, arch)
 	}
 	return c.err(f)
 }

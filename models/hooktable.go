@@ -2,32 +2,56 @@ package models
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
 // Node identifies a node of llama.cpp's compute graph. llama.cpp names nodes
-// "name-L" for layer L and "name" for nodes outside the layers.
+// "name-L" for layer L and "name" for nodes outside the layers; some nodes it
+// leaves unnamed, and those are told apart by what they read (Src).
 type Node struct {
-	Name  string // base name without the "-L" suffix
-	Layer int    // -1 for nodes without a layer suffix
+	// Name is the base name without the "-L" suffix; "" for a node that
+	// llama.cpp leaves unnamed (ggml calls it "node_N" after its index in
+	// the graph, which changes with the graph), which Src must identify.
+	Name  string
+	Layer int // -1 for nodes without a layer suffix (and unnamed nodes)
 	// Op, when set, is the ggml op name the node must have ("MUL_MAT", "ADD").
 	Op string
-	// NotSrc, when set, is the base name of a same-layer node that must not be
-	// a direct source of this node. It tells apart nodes that share a name:
+	// Src, when set, is the full name of a tensor that must be a direct
+	// source of the node, such as the weight "blk.3.attn_output.bias": it
+	// finds the attention output of gpt2 and gptneox, which llama.cpp adds to
+	// its bias without naming the result.
+	Src string
+	// NotSrc, when set, is the full name of a node that must not be a
+	// direct source of this node. It tells apart nodes that share a name:
 	// llama.cpp names both the MLP output and, when a control vector is
-	// loaded, the residual add after it "ffn_out-L"; only the residual add
-	// reads "ffn_inp-L".
+	// loaded, the residual add after it "ffn_out-L", and only the residual
+	// add reads "ffn_inp-L" (llama); GPT-NeoX names the MLP output and the
+	// add of the layer input to it "ffn_out-L", and only the add reads the
+	// first "ffn_out-L".
 	NotSrc string
 }
 
+// FullName returns the name llama.cpp gives the node: "l_out-3",
+// "result_norm", or "" for an unnamed node.
+func (n Node) FullName() string {
+	if n.Name != "" && n.Layer >= 0 {
+		return fmt.Sprintf("%s-%d", n.Name, n.Layer)
+	}
+	return n.Name
+}
+
 func (n Node) String() string {
-	s := n.Name
-	if n.Layer >= 0 {
-		s = fmt.Sprintf("%s-%d", n.Name, n.Layer)
+	s := n.FullName()
+	if s == "" {
+		s = "unnamed"
 	}
 	var q []string
 	if n.Op != "" {
 		q = append(q, "op "+n.Op)
+	}
+	if n.Src != "" {
+		q = append(q, "reading "+n.Src)
 	}
 	if n.NotSrc != "" {
 		q = append(q, "not reading "+n.NotSrc)
@@ -41,8 +65,13 @@ func (n Node) String() string {
 // HookTable maps hooks to graph nodes for one architecture.
 type HookTable struct {
 	Arch string
+	// Variant, when not empty, says which form of the architecture the
+	// table is for ("parallel residual").
+	Variant string
 	// Kinds are the hook kinds this architecture has.
 	Kinds []Kind
+	// Missing says, for each kind the architecture lacks, why.
+	Missing map[Kind]string
 	// Notes explain kinds that are missing or mean something particular.
 	Notes []string
 	node  func(h Hook) Node
@@ -67,43 +96,209 @@ func (t *HookTable) Has(k Kind) bool {
 	return false
 }
 
-var hookTables = map[string]*HookTable{
-	"llama": {
-		Arch:  "llama",
-		Kinds: []Kind{ResidPre, Z, AttnOut, ResidMid, MLPOut, ResidPost, LnFinal, Logits},
-		Notes: []string{
-			"ln_final.hook_normalized includes the final RMSNorm weight (llama.cpp does not fold it into the unembedding)",
-			"resid_post includes a loaded control vector; mlp_out never does",
-		},
-		node: func(h Hook) Node {
-			switch h.Kind {
-			case ResidPre:
-				if h.Layer == 0 {
-					return Node{Name: "inp_embd", Layer: -1}
-				}
-				return Node{Name: "l_out", Layer: h.Layer - 1}
-			case Z:
-				return Node{Name: "kqv_out", Layer: h.Layer}
-			case AttnOut:
-				return Node{Name: "attn_out", Layer: h.Layer}
-			case ResidMid:
-				return Node{Name: "ffn_inp", Layer: h.Layer}
-			case MLPOut:
-				return Node{Name: "ffn_out", Layer: h.Layer, NotSrc: "ffn_inp"}
-			case ResidPost:
-				return Node{Name: "l_out", Layer: h.Layer}
-			case LnFinal:
-				return Node{Name: "result_norm", Layer: -1}
-			case Logits:
-				return Node{Name: "result_output", Layer: -1}
-			}
-			panic("models: no node for " + string(h.Kind))
-		},
+// Check returns nil when the architecture has hooks of kind k, and
+// otherwise an error that says why it has none.
+func (t *HookTable) Check(k Kind) error {
+	if t.Has(k) {
+		return nil
+	}
+	name := t.Arch
+	if t.Variant != "" {
+		name += " (" + t.Variant + ")"
+	}
+	if why := t.Missing[k]; why != "" {
+		return fmt.Errorf("the %s architecture has no %s hooks: %s", name, k, why)
+	}
+	return fmt.Errorf("the %s architecture has no %s hooks", name, k)
+}
+
+// patternLayer is the layer Pattern renders a node at before writing the
+// layer as L: no model has that many layers, so the number is unambiguous.
+const patternLayer = 987654
+
+// Pattern describes the node behind kind k for any layer L, as inspect
+// shows it: "ffn_inp-L", "inp_embd (L=0), l_out-(L-1)", "unnamed (op ADD,
+// reading blk.L.attn_output.bias)". It returns "" when the architecture has
+// no hook of kind k.
+func (t *HookTable) Pattern(k Kind) string {
+	if !t.Has(k) {
+		return ""
+	}
+	if !k.PerLayer() {
+		return t.node(Hook{Kind: k, Layer: -1}).String()
+	}
+	r := strings.NewReplacer(fmt.Sprint(patternLayer), "L", fmt.Sprint(patternLayer-1), "(L-1)")
+	s := r.Replace(t.node(Hook{Kind: k, Layer: patternLayer}).String())
+	if k == ResidPre {
+		s = t.node(Hook{Kind: k, Layer: 0}).String() + " (L=0), " + s
+	}
+	return s
+}
+
+// Node constructors for the tables.
+func named(name string, layer int) Node { return Node{Name: name, Layer: layer} }
+
+// residPre is resid_pre of layer l: embed for layer 0 (a node without a
+// layer), the output of layer l-1 after.
+func residPre(embed string, l int) Node {
+	if l == 0 {
+		return named(embed, -1)
+	}
+	return named("l_out", l-1)
+}
+
+// biasAdd is the unnamed node that adds the bias tensor weight+".bias" of
+// layer l, such as the attention output after W_O and its bias in gpt2 and
+// gptneox.
+func biasAdd(tensor string, l int) Node {
+	return Node{Layer: -1, Op: "ADD", Src: fmt.Sprintf("blk.%d.%s.bias", l, tensor)}
+}
+
+var llamaTable = &HookTable{
+	Arch:  "llama",
+	Kinds: []Kind{ResidPre, Z, AttnOut, ResidMid, MLPOut, ResidPost, LnFinal, Logits},
+	Notes: []string{
+		"ln_final.hook_normalized includes the final RMSNorm weight (llama.cpp does not fold it into the unembedding)",
+		"resid_post includes a loaded control vector; mlp_out never does",
+	},
+	node: func(h Hook) Node {
+		switch h.Kind {
+		case ResidPre:
+			return residPre("inp_embd", h.Layer)
+		case Z:
+			return named("kqv_out", h.Layer)
+		case AttnOut:
+			return named("attn_out", h.Layer)
+		case ResidMid:
+			return named("ffn_inp", h.Layer)
+		case MLPOut:
+			return Node{Name: "ffn_out", Layer: h.Layer, NotSrc: fmt.Sprintf("ffn_inp-%d", h.Layer)}
+		case ResidPost:
+			return named("l_out", h.Layer)
+		case LnFinal:
+			return named("result_norm", -1)
+		case Logits:
+			return named("result_output", -1)
+		}
+		panic("models: no node for " + string(h.Kind))
 	},
 }
 
+// layerNormNotes are the notes shared by the gpt2 and gptneox tables.
+var layerNormNotes = []string{
+	"ln_final.hook_normalized is the final LayerNorm with its weight and bias, (x − mean)/std · γ + β",
+	"attn_out is W_O z + b_O; llama.cpp leaves that node unnamed, and lldiff finds it as the ADD that reads blk.L.attn_output.bias",
+	"mlp_out is W_out gelu(W_in x + b_in) + b_out, with ggml's GELU: the tanh approximation, evaluated through a half-precision table on the CPU",
+	"resid_post includes a loaded control vector; mlp_out never does",
+}
+
+var gpt2Table = &HookTable{
+	Arch:  "gpt2",
+	Kinds: []Kind{ResidPre, Z, AttnOut, ResidMid, MLPOut, ResidPost, LnFinal, Logits},
+	Notes: append([]string{
+		"resid_pre of layer 0 is the token embedding plus the learned position embedding (llama.cpp's inpL; inp_embd is the token embedding alone)",
+	}, layerNormNotes...),
+	node: func(h Hook) Node {
+		switch h.Kind {
+		case ResidPre:
+			return residPre("inpL", h.Layer)
+		case Z:
+			return named("kqv_out", h.Layer)
+		case AttnOut:
+			return biasAdd("attn_output", h.Layer)
+		case ResidMid:
+			return named("ffn_inp", h.Layer)
+		case MLPOut:
+			return named("ffn_out", h.Layer)
+		case ResidPost:
+			return named("l_out", h.Layer)
+		case LnFinal:
+			return named("result_norm", -1)
+		case Logits:
+			return named("result_output", -1)
+		}
+		panic("models: no node for " + string(h.Kind))
+	},
+}
+
+// noResidMid says why a parallel-residual GPT-NeoX has no resid_mid.
+const noResidMid = "GPT-NeoX with a parallel residual (Pythia: gptneox.use_parallel_residual = true) runs attention and the MLP in parallel " +
+	"on the same layer input, resid_post = resid_pre + attn_out + mlp_out, so there is no residual stream between them"
+
+var gptneoxParallelTable = &HookTable{
+	Arch:    "gptneox",
+	Variant: "parallel residual",
+	Kinds:   []Kind{ResidPre, Z, AttnOut, MLPOut, ResidPost, LnFinal, Logits},
+	Missing: map[Kind]string{ResidMid: noResidMid},
+	Notes: append([]string{
+		"no resid_mid: " + noResidMid,
+		"mlp_out reads LayerNorm(resid_pre), not resid_pre + attn_out",
+	}, layerNormNotes...),
+	node: func(h Hook) Node {
+		switch h.Kind {
+		case ResidPre:
+			return residPre("inp_embd", h.Layer)
+		case Z:
+			return named("kqv_out", h.Layer)
+		case AttnOut:
+			return biasAdd("attn_output", h.Layer)
+		case MLPOut:
+			// llama.cpp also names the add of the layer input to the MLP
+			// output ffn_out-L; that one reads the MLP output.
+			return Node{Name: "ffn_out", Layer: h.Layer, NotSrc: fmt.Sprintf("ffn_out-%d", h.Layer)}
+		case ResidPost:
+			return named("l_out", h.Layer)
+		case LnFinal:
+			return named("result_norm", -1)
+		case Logits:
+			return named("result_output", -1)
+		}
+		panic("models: no node for " + string(h.Kind))
+	},
+}
+
+var gptneoxSequentialTable = &HookTable{
+	Arch:    "gptneox",
+	Variant: "sequential residual",
+	Kinds:   []Kind{ResidPre, Z, AttnOut, ResidMid, MLPOut, ResidPost, LnFinal, Logits},
+	Notes: append([]string{
+		"gptneox.use_parallel_residual is false: attention and the MLP run one after the other, as in GPT-2, so resid_mid exists",
+	}, layerNormNotes...),
+	node: func(h Hook) Node {
+		switch h.Kind {
+		case ResidPre:
+			return residPre("inp_embd", h.Layer)
+		case Z:
+			return named("kqv_out", h.Layer)
+		case AttnOut:
+			return biasAdd("attn_output", h.Layer)
+		case ResidMid:
+			return named("ffn_inp", h.Layer)
+		case MLPOut:
+			return named("ffn_out", h.Layer)
+		case ResidPost:
+			return named("l_out", h.Layer)
+		case LnFinal:
+			return named("result_norm", -1)
+		case Logits:
+			return named("result_output", -1)
+		}
+		panic("models: no node for " + string(h.Kind))
+	},
+}
+
+// hookTables are the tables by architecture, in the form HookTableFor
+// returns: gptneox with the parallel residual of Pythia and GPT-NeoX-20B.
+var hookTables = map[string]*HookTable{
+	"llama":   llamaTable,
+	"gpt2":    gpt2Table,
+	"gptneox": gptneoxParallelTable,
+}
+
 // HookTableFor returns the hook table of an architecture
-// (general.architecture), or an error listing the supported ones.
+// (general.architecture), or an error listing the supported ones. For
+// gptneox it is the table of the parallel residual, which every released
+// GPT-NeoX model uses; HookTableOf reads the file's choice.
 func HookTableFor(arch string) (*HookTable, error) {
 	t, ok := hookTables[arch]
 	if !ok {
@@ -111,7 +306,17 @@ func HookTableFor(arch string) (*HookTable, error) {
 		for n := range hookTables {
 			names = append(names, n)
 		}
+		sort.Strings(names)
 		return nil, fmt.Errorf("architecture %q has no hook table in lldiff (supported: %s)", arch, strings.Join(names, ", "))
 	}
 	return t, nil
+}
+
+// HookTableOf returns the hook table of the model in, taking the variant
+// of the architecture from its metadata (gptneox.use_parallel_residual).
+func HookTableOf(in *Info) (*HookTable, error) {
+	if in.Arch == "gptneox" && !in.ParallelResidual {
+		return gptneoxSequentialTable, nil
+	}
+	return HookTableFor(in.Arch)
 }

@@ -33,6 +33,16 @@ type Info struct {
 	RopeDim  int     // <arch>.rope.dimension_count, default DHead
 	NormEps  float64 // <arch>.attention.layer_norm_rms_epsilon or .layer_norm_epsilon
 
+	// LayerNorm reports that the model normalizes with LayerNorm (mean
+	// subtracted, weight and bias) rather than RMSNorm: gpt2 and gptneox.
+	LayerNorm bool
+	// LearnedPositions reports learned absolute position embeddings
+	// (position_embd.weight, gpt2): positions past NCtxTrain do not exist.
+	LearnedPositions bool
+	// ParallelResidual is gptneox.use_parallel_residual: attention and the
+	// MLP read the same layer input and there is no resid_mid.
+	ParallelResidual bool
+
 	TokenizerModel string // tokenizer.ggml.model: llama, gpt2, ...
 	BOS, EOS       int    // token ids, -1 when unset
 	// AddBOS is tokenizer.ggml.add_bos_token, or when missing true for the
@@ -59,6 +69,10 @@ var ropelessArchs = map[string]bool{
 	"gpt2": true, "bert": true, "nomic-bert": true, "jina-bert-v2": true,
 	"starcoder": true, "bloom": true, "mpt": true, "t5": true, "t5encoder": true,
 }
+
+// layerNormArchs are the supported architectures whose norms are LayerNorm
+// with a bias.
+var layerNormArchs = map[string]bool{"gpt2": true, "gptneox": true}
 
 // Info describes the model in f. It fails when general.architecture is
 // missing or a hyperparameter has a non-numeric type; missing
@@ -110,6 +124,12 @@ func (f *File) Info() (*Info, error) {
 			}
 			break
 		}
+	}
+
+	in.LayerNorm = layerNormArchs[in.Arch]
+	in.LearnedPositions = in.Arch == "gpt2"
+	if in.Arch == "gptneox" {
+		in.ParallelResidual, _ = f.Bool(a + "use_parallel_residual")
 	}
 
 	in.TokenizerModel, _ = f.String("tokenizer.ggml.model")

@@ -46,13 +46,13 @@ func TestInfoShared(t *testing.T) {
 		}},
 		{VocabGPT2, Info{
 			Arch: "gpt2", Name: "gpt-2", NLayer: 12, DModel: 768, NHead: 12, NHeadKV: 12, DHead: 64, DFF: 3072,
-			NVocab: 50257, NCtxTrain: 1024, NormEps: 1e-5,
+			NVocab: 50257, NCtxTrain: 1024, NormEps: 1e-5, LayerNorm: true, LearnedPositions: true,
 			TokenizerModel: "gpt2", BOS: 50256, EOS: 50256, AddBOS: false, VocabOnly: true,
 			FileType: "F16", TensorTypes: map[GGMLType]TypeStat{},
 		}},
 		{VocabGPTNeoX, Info{
 			Arch: "gptneox", Name: "gpt-neox-20b", NLayer: 44, DModel: 6144, NHead: 64, NHeadKV: 64, DHead: 96, DFF: 24576,
-			NVocab: 50432, NCtxTrain: 2048, RopeBase: 10000, RopeDim: 24, NormEps: 1e-5,
+			NVocab: 50432, NCtxTrain: 2048, RopeBase: 10000, RopeDim: 24, NormEps: 1e-5, LayerNorm: true, ParallelResidual: true,
 			TokenizerModel: "gpt2", BOS: 0, EOS: 0, AddBOS: false, VocabOnly: true,
 			FileType: "", TensorTypes: map[GGMLType]TypeStat{},
 		}},

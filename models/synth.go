@@ -15,8 +15,12 @@ import (
 // SynthSpec describes a synthetic model: random weights of any shape and
 // type, with the tokenizer of a real vocabulary file.
 type SynthSpec struct {
-	Arch string // "llama" (the default when empty)
-	Name string // general.name; default "synthetic-llama-<layers>x<d_model>-<type>"
+	// Arch is "llama" (the default when empty), "gpt2" (LayerNorm, learned
+	// positions, biases, fused QKV) or "gptneox" (Pythia: as gpt2 but with
+	// partial NEOX rotary embeddings instead of learned positions, an
+	// untied output matrix, and attention and MLP in parallel).
+	Arch string
+	Name string // general.name; default "synthetic-<arch>-<layers>x<d_model>-<type>"
 
 	NLayer  int
 	DModel  int
@@ -26,8 +30,9 @@ type SynthSpec struct {
 	NCtx    int // context_length; default 2048
 
 	// VocabPath is a GGUF file whose tokenizer.* metadata is copied, such as
-	// the vocab-only shared/models/vocab/ggml-vocab-llama-spm.gguf, which is
-	// used when VocabPath is empty. The vocabulary size is its token count.
+	// the vocab-only shared/models/vocab/ggml-vocab-llama-spm.gguf. When it
+	// is empty the architecture's own shared vocabulary is used (see
+	// SynthVocab). The vocabulary size is its token count.
 	VocabPath string
 
 	// Type of the weight matrices: F32 (the zero value), F16, Q8_0 or Q4_0.
@@ -38,9 +43,17 @@ type SynthSpec struct {
 	Untied bool
 
 	Seed      uint64
-	RopeBase  float64 // default 10000
+	RopeBase  float64 // default 10000 (llama, gptneox)
 	NormEps   float64 // default 1e-5
 	Overwrite bool    // replace an existing file
+
+	// RopeDim is the number of rotated dimensions of each head (gptneox
+	// only; llama rotates all of them): default a quarter of the head, as
+	// in Pythia (rotary_pct 0.25).
+	RopeDim int
+	// SequentialResidual writes gptneox.use_parallel_residual = false
+	// (gptneox only): the MLP then reads resid_pre + attn_out as in GPT-2.
+	SequentialResidual bool
 }
 
 // synthPresets are the named shapes of SynthPreset.
@@ -49,6 +62,10 @@ var synthPresets = map[string]SynthSpec{
 	"small":     {NLayer: 4, DModel: 256, NHead: 8, NHeadKV: 4, DFF: 704, NCtx: 1024, Type: F16},
 	"bench-cpu": {NLayer: 16, DModel: 2048, NHead: 16, NHeadKV: 16, DFF: 5632, NCtx: 2048, Type: Q8_0},
 	"llama2-7b": {NLayer: 32, DModel: 4096, NHead: 32, NHeadKV: 32, DFF: 11008, NCtx: 4096, Type: Q4_0, Untied: true},
+
+	"gpt2-small":  {Arch: "gpt2", NLayer: 12, DModel: 768, NHead: 12, NHeadKV: 12, DFF: 3072, NCtx: 1024, Type: F16},
+	"pythia-70m":  {Arch: "gptneox", NLayer: 6, DModel: 512, NHead: 8, NHeadKV: 8, DFF: 2048, NCtx: 2048, Type: F16, Untied: true},
+	"pythia-160m": {Arch: "gptneox", NLayer: 12, DModel: 768, NHead: 12, NHeadKV: 12, DFF: 3072, NCtx: 2048, Type: F16, Untied: true},
 }
 
 // SynthPresets returns the names SynthPreset knows, sorted.
@@ -61,22 +78,29 @@ func SynthPresets() []string {
 	return names
 }
 
-// SynthPreset returns a named llama shape:
+// SynthPreset returns a named shape:
 //
-//	tiny       2 layers, d_model 64, 4 heads (2 kv), d_ff 128, F32
-//	small      4 layers, d_model 256, 8 heads (4 kv), d_ff 704, F16
-//	bench-cpu  16 layers, d_model 2048, 16 heads, d_ff 5632, Q8_0
-//	llama2-7b  32 layers, d_model 4096, 32 heads, d_ff 11008, ctx 4096, Q4_0,
-//	           untied output.weight (the shape of Llama 2 7B: 6.74e9 weights)
+//	tiny         llama, 2 layers, d_model 64, 4 heads (2 kv), d_ff 128, F32
+//	small        llama, 4 layers, d_model 256, 8 heads (4 kv), d_ff 704, F16
+//	bench-cpu    llama, 16 layers, d_model 2048, 16 heads, d_ff 5632, Q8_0
+//	llama2-7b    llama, 32 layers, d_model 4096, 32 heads, d_ff 11008, ctx 4096, Q4_0,
+//	             untied output.weight (the shape of Llama 2 7B: 6.74e9 weights)
+//	gpt2-small   gpt2, 12 layers, d_model 768, 12 heads, d_ff 3072, ctx 1024, F16,
+//	             tied (the shape of GPT-2 small: 124M weights with its vocabulary)
+//	pythia-70m   gptneox, 6 layers, d_model 512, 8 heads, d_ff 2048, ctx 2048, F16
+//	pythia-160m  gptneox, 12 layers, d_model 768, 12 heads, d_ff 3072, ctx 2048, F16
 //
 // The type is a default that callers may change. All presets use rope base
-// 10000 and norm epsilon 1e-5.
+// 10000 and norm epsilon 1e-5; the Pythia shapes rotate a quarter of each
+// head and use the parallel residual.
 func SynthPreset(name string) (SynthSpec, error) {
 	s, ok := synthPresets[name]
 	if !ok {
 		return SynthSpec{}, fmt.Errorf("unknown synthetic model preset %q (known: %s)", name, strings.Join(SynthPresets(), ", "))
 	}
-	s.Arch = "llama"
+	if s.Arch == "" {
+		s.Arch = "llama"
+	}
 	s.Name = "synthetic-" + name
 	s.RopeBase = 10000
 	s.NormEps = 1e-5
@@ -91,8 +115,13 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 	if s.Arch == "" {
 		s.Arch = "llama"
 	}
-	if s.Arch != "llama" {
-		return s, fmt.Errorf("synthetic models of architecture %q are not supported (only llama)", s.Arch)
+	if _, ok := synthVocabs[s.Arch]; !ok {
+		return s, fmt.Errorf("synthetic models of architecture %q are not supported (supported: llama, gpt2, gptneox)", s.Arch)
+	}
+	if s.Arch == "gptneox" {
+		s.Untied = true // llama.cpp requires output.weight for gptneox
+	} else if s.RopeDim != 0 || s.SequentialResidual {
+		return s, fmt.Errorf("synthetic model: RopeDim and SequentialResidual are gptneox settings, not %s", s.Arch)
 	}
 	if s.NHeadKV == 0 {
 		s.NHeadKV = s.NHead
@@ -118,7 +147,7 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 	switch {
 	case s.DModel%s.NHead != 0:
 		return s, fmt.Errorf("synthetic model: d_model %d is not a multiple of the %d heads", s.DModel, s.NHead)
-	case (s.DModel/s.NHead)%2 != 0:
+	case s.Arch == "llama" && (s.DModel/s.NHead)%2 != 0:
 		return s, fmt.Errorf("synthetic model: head dimension %d (d_model/heads) must be even for rotary embeddings", s.DModel/s.NHead)
 	case s.NHead%s.NHeadKV != 0:
 		return s, fmt.Errorf("synthetic model: %d heads is not a multiple of the %d key/value heads", s.NHead, s.NHeadKV)
@@ -138,14 +167,24 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 		return s, fmt.Errorf("synthetic model: %s stores rows in blocks of %d, but d_model %d and d_ff %d are not both multiples of %d",
 			s.Type, bs, s.DModel, s.DFF, bs)
 	}
+	if s.Arch == "gptneox" {
+		dHead := s.DModel / s.NHead
+		if s.RopeDim == 0 {
+			s.RopeDim = dHead / 4 &^ 1
+		}
+		if s.RopeDim <= 0 || s.RopeDim > dHead || s.RopeDim%2 != 0 {
+			return s, fmt.Errorf("synthetic model: RopeDim %d must be even and in 2..%d (the head dimension)", s.RopeDim, dHead)
+		}
+	}
 	if s.Name == "" {
-		s.Name = fmt.Sprintf("synthetic-llama-%dx%d-%s", s.NLayer, s.DModel, s.Type)
+		s.Name = fmt.Sprintf("synthetic-%s-%dx%d-%s", s.Arch, s.NLayer, s.DModel, s.Type)
 	}
 	return s, nil
 }
 
-// WriteSynthetic writes a llama model with deterministic random weights to
-// path, copying the tokenizer (every tokenizer.* key) from spec.VocabPath.
+// WriteSynthetic writes a model of spec.Arch with deterministic random
+// weights to path, copying the tokenizer (every tokenizer.* key) from
+// spec.VocabPath.
 // The same spec, seed included, always gives the same bytes; each tensor's
 // values depend only on the seed and the tensor's name.
 //
@@ -155,14 +194,15 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 // get uniformly random codes (symmetric about 0) and a scale that varies
 // ±25% from block to block around the one that gives that deviation. Norm
 // weights are F32, 1 + 0.02·N(0,1). Matrix rows of quantized types must be
-// multiples of 32: d_model and d_ff must be.
+// multiples of 32: d_model and d_ff must be. For gpt2 and gptneox, see
+// writeSyntheticLayerNorm for the biases and position embeddings.
 func WriteSynthetic(path string, spec SynthSpec) error {
 	s, err := spec.normalize()
 	if err != nil {
 		return err
 	}
 	if s.VocabPath == "" {
-		if s.VocabPath, err = SharedModelPath(VocabLlamaSPM); err != nil {
+		if s.VocabPath, err = SharedModelPath(SynthVocab(s.Arch)); err != nil {
 			return fmt.Errorf("synthetic model needs a vocabulary (SynthSpec.VocabPath): %w", err)
 		}
 	}
@@ -175,6 +215,9 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 		return &FormatError{Path: s.VocabPath, Problem: "has no tokenizer.ggml.tokens", Fix: "use a GGUF file with a vocabulary, such as shared/models/vocab/ggml-vocab-llama-spm.gguf"}
 	}
 	nVocab := len(tokens)
+	if s.Arch != "llama" {
+		return writeSyntheticLayerNorm(path, s, vocab, nVocab)
+	}
 	ftype, _ := FileTypeFor(s.Type)
 	dHead := s.DModel / s.NHead
 

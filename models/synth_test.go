@@ -289,7 +289,8 @@ func TestWriteSyntheticErrors(t *testing.T) {
 		edit func(s *SynthSpec)
 		want string
 	}{
-		{"gpt2", func(s *SynthSpec) { s.Arch = "gpt2" }, `architecture "gpt2" are not supported`},
+		{"bert", func(s *SynthSpec) { s.Arch = "bert" }, `architecture "bert" are not supported (supported: llama, gpt2, gptneox)`},
+		{"llama rope dim", func(s *SynthSpec) { s.RopeDim = 4 }, "gptneox settings, not llama"},
 		{"no layers", func(s *SynthSpec) { s.NLayer = 0 }, "NLayer is 0"},
 		{"negative d_ff", func(s *SynthSpec) { s.DFF = -1 }, "DFF is -1"},
 		{"heads", func(s *SynthSpec) { s.NHead = 5 }, "d_model 64 is not a multiple of the 5 heads"},
@@ -363,7 +364,7 @@ func TestSynthPreset(t *testing.T) {
 		{"bench-cpu", 16, 2048, 16, 16, 5632, 2048, Q8_0, false, 0},
 		{"llama2-7b", 32, 4096, 32, 32, 11008, 4096, Q4_0, true, 6.738e9},
 	}
-	if got := SynthPresets(); !reflect.DeepEqual(got, []string{"bench-cpu", "llama2-7b", "small", "tiny"}) {
+	if got := SynthPresets(); !reflect.DeepEqual(got, []string{"bench-cpu", "gpt2-small", "llama2-7b", "pythia-160m", "pythia-70m", "small", "tiny"}) {
 		t.Errorf("SynthPresets() = %v", got)
 	}
 	for _, tt := range tests {
@@ -392,7 +393,7 @@ func TestSynthPreset(t *testing.T) {
 			}
 		})
 	}
-	if _, err := SynthPreset("huge"); err == nil || !strings.Contains(err.Error(), "bench-cpu, llama2-7b, small, tiny") {
+	if _, err := SynthPreset("huge"); err == nil || !strings.Contains(err.Error(), "bench-cpu, gpt2-small, llama2-7b, pythia-160m, pythia-70m, small, tiny") {
 		t.Errorf("SynthPreset(huge) = %v", err)
 	}
 }

@@ -27,8 +27,11 @@ func Load(path string) (*Model, error) {
 // load reads the hyperparameters with the same keys and defaults as
 // llama.cpp's llama_model::load_hparams for LLM_ARCH_LLAMA, then the weights.
 func load(f *models.File) (*Model, error) {
+	if a := f.Architecture(); a == "gpt2" || a == "gptneox" {
+		return loadLN(f)
+	}
 	if a := f.Architecture(); a != "llama" {
-		return nil, fmt.Errorf("architecture %q is not supported: the reference implements llama only", a)
+		return nil, fmt.Errorf("architecture %q is not supported: the reference implements llama, gpt2 and gptneox", a)
 	}
 	if n, _ := f.Uint("llama.expert_count"); n > 0 {
 		return nil, fmt.Errorf("mixture-of-experts models (llama.expert_count = %d) are not supported", n)

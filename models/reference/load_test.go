@@ -122,7 +122,7 @@ func TestLoadRefuses(t *testing.T) {
 		edit    edit
 		wantErr []string
 	}{
-		{"architecture", setKV("general.architecture", "gpt2"), []string{`architecture "gpt2" is not supported`, "llama only"}},
+		{"architecture", setKV("general.architecture", "bert"), []string{`architecture "bert" is not supported`, "llama, gpt2 and gptneox"}},
 		// (K-quants need rows of 256; Q4_1 is refused by the same path.)
 		{"tensor type", tensor("blk.0.ffn_down.weight", func(t *ggufTensor) {
 			t.typ, t.data = models.Q4_1, make([]byte, 2048/32*20)

@@ -1,5 +1,6 @@
 // Package reference is a plain Go forward pass of the llama architecture, the
-// definition that lldiff's captured activations are checked against.
+// definition that lldiff's captured activations are checked against. The
+// LayerNorm architectures gpt2 and gptneox (Pythia) are in reference_ln.go.
 //
 // It shares no code with llama.cpp. Every step is written out once, in the
 // order the model computes it, and names the TransformerLens hook it produces:
@@ -50,6 +51,17 @@ type Config struct {
 	NVocab   int     // rows of the token embedding and of W_U
 	RopeBase float64 // llama.rope.freq_base, 10000 when absent
 	NormEps  float64 // llama.attention.layer_norm_rms_epsilon
+
+	// Arch is "llama" (also when empty), "gpt2" or "gptneox"; the last two
+	// are defined in reference_ln.go.
+	Arch string
+	// RopeDim is how many dimensions of each head RoPE rotates: DHead for
+	// llama, a part for gptneox (Pythia: a quarter), 0 for gpt2.
+	RopeDim int
+	// ParallelResidual is gptneox.use_parallel_residual.
+	ParallelResidual bool
+	// NCtxTrain bounds the positions of gpt2's learned position embedding.
+	NCtxTrain int
 }
 
 // Model is a llama model whose weights are decoded to float32.
@@ -63,6 +75,7 @@ type Model struct {
 	layers     []layer
 	outputNorm []float32 // output_norm.weight: the γ of the final RMSNorm
 	unembed    linear    // output.weight, or token_embd.weight when tied
+	ln         *lnModel  // gpt2 and gptneox (reference_ln.go); nil for llama
 }
 
 type layer struct {
@@ -104,6 +117,9 @@ func (m *Model) run(tokens []int32, edit func(name string, rows [][]float32)) (*
 	c := m.Config
 	if len(tokens) == 0 {
 		return nil, fmt.Errorf("reference: no tokens")
+	}
+	if m.ln != nil {
+		return m.runLN(tokens, edit)
 	}
 	r := &Result{Tokens: append([]int32(nil), tokens...), nLayer: c.NLayer, acts: map[string][][]float32{}, edit: edit}
 

@@ -1,0 +1,115 @@
+package models
+
+import "fmt"
+
+// layerNormArch checks a gpt2 or gptneox file as llama.cpp's loader reads
+// it (llama_model::load_hparams and load_tensors for LLM_ARCH_GPT2 and
+// LLM_ARCH_GPTNEOX): LayerNorm weights and biases, one fused attn_qkv
+// matrix with its bias, biases on every matrix, learned positions for gpt2,
+// partial NEOX rotary embeddings and use_parallel_residual for gptneox.
+func (c *checker) layerNormArch(f *File, arch string) {
+	a := arch + "."
+	c.requireType(f, a+"context_length", ggufUint32, true, false)
+	c.requireType(f, a+"embedding_length", ggufUint32, true, false)
+	c.requireType(f, a+"block_count", ggufUint32, true, false)
+	c.requireType(f, a+"feed_forward_length", ggufUint32, true, true)
+	c.requireType(f, a+"attention.head_count", ggufUint32, true, true)
+	c.requireType(f, a+"attention.head_count_kv", ggufUint32, false, true)
+	c.requireType(f, a+"attention.layer_norm_epsilon", ggufFloat32, true, false)
+	c.requireType(f, a+"attention.key_length", ggufUint32, false, false)
+	c.requireType(f, a+"attention.value_length", ggufUint32, false, false)
+	if arch == "gptneox" {
+		c.requireType(f, a+"use_parallel_residual", ggufBool, true, false)
+		c.requireType(f, a+"rope.dimension_count", ggufUint32, false, false)
+		c.requireType(f, a+"rope.freq_base", ggufFloat32, false, false)
+	}
+	c.requireType(f, "tokenizer.ggml.model", ggufString, true, false)
+	if c.n > 0 {
+		return
+	}
+	in, err := f.Info()
+	if err != nil {
+		c.addf("%s", problemOf(err))
+		return
+	}
+	if in.NVocab == 0 {
+		c.addf("no tokenizer.ggml.tokens: the file has no vocabulary")
+	}
+	for _, id := range []struct {
+		name string
+		v    int
+	}{{"bos", in.BOS}, {"eos", in.EOS}} {
+		if id.v >= in.NVocab && in.NVocab > 0 {
+			c.addf("tokenizer.ggml.%s_token_id is %d, outside the vocabulary of %d tokens", id.name, id.v, in.NVocab)
+		}
+	}
+	if in.NLayer <= 0 || in.DModel <= 0 || in.NCtxTrain <= 0 {
+		c.addf("block_count %d, embedding_length %d and context_length %d must be positive", in.NLayer, in.DModel, in.NCtxTrain)
+		return
+	}
+	if in.NLayer > len(f.Tensors) {
+		c.addf("block_count %d is absurd for a file of %d tensors (a layer has 12)", in.NLayer, len(f.Tensors))
+		return
+	}
+	if v, ok := f.Get(a + "attention.value_length"); ok {
+		if u, _ := toUint(v); int(u) != in.DHead {
+			c.addf("attention.value_length %d differs from key_length %d, which the %s graph does not allow", u, in.DHead, arch)
+		}
+	}
+	if in.DHead <= 0 {
+		c.addf("head dimension is 0")
+		return
+	}
+	if arch == "gptneox" && (in.RopeDim > in.DHead || in.RopeDim%2 != 0) {
+		c.addf("rope.dimension_count %d must be even and at most the head dimension %d", in.RopeDim, in.DHead)
+	}
+	if c.n > 0 {
+		return
+	}
+
+	d := in.DModel
+	c.tensor(f, "token_embd.weight", d, in.NVocab)
+	if arch == "gpt2" {
+		c.tensor(f, "position_embd.weight", d, in.NCtxTrain)
+	}
+	c.tensor(f, "output_norm.weight", d)
+	c.tensor(f, "output_norm.bias", d)
+	if _, ok := c.tensors["output.weight"]; ok || arch == "gptneox" {
+		c.tensor(f, "output.weight", d, in.NVocab)
+	}
+	for il := range in.NLayer {
+		nHead, err1 := f.layerUint(a+"attention.head_count", il, 0)
+		nKV, err2 := f.layerUint(a+"attention.head_count_kv", il, nHead)
+		dff, err3 := f.layerUint(a+"feed_forward_length", il, 0)
+		if err := firstErr(err1, err2, err3); err != nil {
+			c.addf("%s", problemOf(err))
+			return
+		}
+		if nHead <= 0 || nKV <= 0 || nHead%nKV != 0 {
+			c.addf("layer %d has %d heads and %d key/value heads; both must be positive and the first a multiple of the second", il, nHead, nKV)
+			return
+		}
+		if nHead*in.DHead != d {
+			c.addf("layer %d has %d heads of %d, not d_model %d: the %s graph needs them equal", il, nHead, in.DHead, d, arch)
+			return
+		}
+		if dff <= 0 {
+			c.addf("layer %d has feed_forward_length %d", il, dff)
+			return
+		}
+		qkv := d + 2*nKV*in.DHead
+		p := fmt.Sprintf("blk.%d.", il)
+		c.tensor(f, p+"attn_norm.weight", d)
+		c.tensor(f, p+"attn_norm.bias", d)
+		c.tensor(f, p+"attn_qkv.weight", d, qkv)
+		c.tensor(f, p+"attn_qkv.bias", qkv)
+		c.tensor(f, p+"attn_output.weight", d, d)
+		c.tensor(f, p+"attn_output.bias", d)
+		c.tensor(f, p+"ffn_norm.weight", d)
+		c.tensor(f, p+"ffn_norm.bias", d)
+		c.tensor(f, p+"ffn_up.weight", d, dff)
+		c.tensor(f, p+"ffn_up.bias", dff)
+		c.tensor(f, p+"ffn_down.weight", dff, d)
+		c.tensor(f, p+"ffn_down.bias", d)
+	}
+}

@@ -1,0 +1,147 @@
+package models
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// synthVocabs are the shared vocabularies of each architecture WriteSynthetic
+// writes, relative to SharedModelsDir.
+var synthVocabs = map[string]string{
+	"llama":   VocabLlamaSPM,
+	"gpt2":    VocabGPT2,
+	"gptneox": VocabGPTNeoX,
+}
+
+// SynthVocab returns the shared vocabulary WriteSynthetic uses for arch
+// when SynthSpec.VocabPath is empty (relative to SharedModelsDir, see
+// SharedModelPath): the Llama 2 SentencePiece vocabulary for llama, GPT-2's
+// BPE for gpt2, GPT-NeoX's BPE (Pythia's) for gptneox. It returns "" for
+// other architectures.
+func SynthVocab(arch string) string {
+	if arch == "" {
+		arch = "llama"
+	}
+	return synthVocabs[arch]
+}
+
+// Standard deviations of the synthetic gpt2 and gptneox weights that llama
+// has no counterpart of.
+const (
+	synthBiasSigma = 0.1 // every bias, norm biases included
+	synthPosSigma  = 0.5 // position_embd.weight (gpt2)
+)
+
+// writeSyntheticLayerNorm writes a gpt2 or gptneox model, the tensors and
+// keys llama.cpp's loader reads for LLM_ARCH_GPT2 and LLM_ARCH_GPTNEOX:
+//
+//	token_embd.weight        [d, vocab]         σ 1
+//	position_embd.weight     [d, ctx]           σ 0.5 (gpt2 only)
+//	output_norm.weight/bias  [d]                LayerNorm γ and β
+//	output.weight            [d, vocab]         gptneox always, gpt2 when untied
+//	blk.L.attn_norm.weight/bias, blk.L.ffn_norm.weight/bias  [d]
+//	blk.L.attn_qkv.weight    [d, d + 2·kv]      rows: Q of all heads, then K, then V
+//	blk.L.attn_output.weight [d, d]
+//	blk.L.ffn_up.weight      [d, d_ff]
+//	blk.L.ffn_down.weight    [d_ff, d]
+//
+// and a bias of length out beside each matrix (blk.L.attn_qkv.bias, ...).
+// Matrices are drawn as for llama; LayerNorm weights are 1 + 0.02·N(0,1)
+// and every bias is 0.1·N(0,1), all F32, so that a forgotten bias or
+// position shows as an error of order 0.1, far above any rounding.
+func writeSyntheticLayerNorm(path string, s SynthSpec, vocab *File, nVocab int) error {
+	ftype, _ := FileTypeFor(s.Type)
+	dHead := s.DModel / s.NHead
+	a := s.Arch + "."
+	kvs := []KV{
+		{"general.architecture", s.Arch},
+		{"general.name", s.Name},
+		{"general.file_type", ftype},
+		{"general.alignment", uint32(DefaultAlignment)},
+		{a + "context_length", uint32(s.NCtx)},
+		{a + "embedding_length", uint32(s.DModel)},
+		{a + "block_count", uint32(s.NLayer)},
+		{a + "feed_forward_length", uint32(s.DFF)},
+		{a + "attention.head_count", uint32(s.NHead)},
+		{a + "attention.head_count_kv", uint32(s.NHeadKV)},
+		{a + "attention.layer_norm_epsilon", float32(s.NormEps)},
+	}
+	if s.Arch == "gptneox" {
+		kvs = append(kvs,
+			KV{a + "rope.dimension_count", uint32(s.RopeDim)},
+			KV{a + "rope.freq_base", float32(s.RopeBase)},
+			KV{a + "use_parallel_residual", !s.SequentialResidual},
+		)
+	}
+	kvs = append(kvs, KV{a + "vocab_size", uint32(nVocab)}, KV{"lldiff.synthetic.seed", s.Seed})
+	for _, kv := range vocab.KVs {
+		if strings.HasPrefix(kv.Key, "tokenizer.") {
+			kvs = append(kvs, kv)
+		}
+	}
+	w := &Writer{Overwrite: s.Overwrite}
+	for _, kv := range kvs {
+		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+			return err
+		}
+	}
+
+	d, v, ff := uint64(s.DModel), uint64(nVocab), uint64(s.DFF)
+	qkv := d + 2*uint64(s.NHeadKV*dHead)
+	matrix := func(name string, dims []uint64, sigma float64) error {
+		return w.AddTensorFunc(name, s.Type, dims, func(out io.Writer) error {
+			return generate(out, s.Type, dims[0]*dims[1], sigma, tensorSeed(s.Seed, name))
+		})
+	}
+	vector := func(name string, n uint64, mean, sigma float64) error {
+		return w.AddTensorFunc(name, F32, []uint64{n}, func(out io.Writer) error {
+			return generateVector(out, n, mean, sigma, tensorSeed(s.Seed, name))
+		})
+	}
+	// linear adds prefix.weight [in, out] and prefix.bias [out].
+	linear := func(prefix string, in, out uint64) error {
+		return errors.Join(matrix(prefix+".weight", []uint64{in, out}, 1/math.Sqrt(float64(in))),
+			vector(prefix+".bias", out, 0, synthBiasSigma))
+	}
+	norm := func(prefix string) error {
+		return errors.Join(vector(prefix+".weight", d, 1, 0.02), vector(prefix+".bias", d, 0, synthBiasSigma))
+	}
+	err := matrix("token_embd.weight", []uint64{d, v}, 1)
+	if s.Arch == "gpt2" {
+		err = errors.Join(err, matrix("position_embd.weight", []uint64{d, uint64(s.NCtx)}, synthPosSigma))
+	}
+	err = errors.Join(err, norm("output_norm"))
+	if s.Untied {
+		err = errors.Join(err, matrix("output.weight", []uint64{d, v}, 1/math.Sqrt(float64(d))))
+	}
+	for il := range s.NLayer {
+		p := fmt.Sprintf("blk.%d.", il)
+		err = errors.Join(err,
+			norm(p+"attn_norm"),
+			linear(p+"attn_qkv", d, qkv),
+			linear(p+"attn_output", d, d),
+			norm(p+"ffn_norm"),
+			linear(p+"ffn_up", d, ff),
+			linear(p+"ffn_down", ff, d),
+		)
+	}
+	if err != nil {
+		return err
+	}
+	return w.WriteFile(path)
+}
+
+// generateVector writes n F32 values mean + sigma·N(0,1).
+func generateVector(w io.Writer, n uint64, mean, sigma float64, seed uint64) error {
+	r := newRNG(seed)
+	b := make([]byte, 4*n)
+	for i := uint64(0); i < n; i++ {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(mean+sigma*float64(r.normal()))))
+	}
+	_, err := w.Write(b)
+	return err
+}
