@@ -1,0 +1,187 @@
+package llamacpp
+
+/*
+#include "llama.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/lldiff/lldiff/models"
+)
+
+// SeqRows holds the activations of one sequence at chosen positions.
+type SeqRows struct {
+	// Positions are the positions asked for, in the order asked.
+	Positions []int
+	// Acts holds each hook's rows: row k is the activation at
+	// Positions[k].
+	Acts map[models.Hook]*models.Activation
+	// Logits holds the logits at each of the positions (row k at
+	// Positions[k]).
+	Logits *models.Activation
+}
+
+// RunRows decodes sequences as Run does (NSeqMax at a time, the KV cache
+// cleared before each group) but keeps only the rows at positions pos[i] of
+// sequence i, and asks llama.cpp for the logits of those rows only. That is
+// what a contrast over many prompts needs: at --pos last it saves computing
+// and copying the logits of every other position (n_vocab floats each),
+// which for small models costs more than the layers.
+//
+// llama.cpp computes the last layer after its residual add (resid_mid,
+// mlp_out, resid_post of layer n_layer−1, ln_final) for the output rows
+// only; RunRows recognises such nodes by their row count and maps their
+// rows back to positions.
+func (c *Context) RunRows(seqs [][]int32, pos [][]int, hooks []models.Hook) ([]*SeqRows, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c == nil {
+		return nil, fmt.Errorf("llamacpp: context is closed")
+	}
+	if len(pos) != len(seqs) {
+		return nil, fmt.Errorf("llamacpp: RunRows: positions for %d sequences, %d sequences", len(pos), len(seqs))
+	}
+	if err := c.checkSeqs(seqs); err != nil {
+		return nil, err
+	}
+	// outs[i]: the distinct positions of sequence i in ascending order,
+	// the order llama.cpp outputs them in
+	outs := make([][]int, len(seqs))
+	for i, ps := range pos {
+		if len(ps) == 0 {
+			return nil, fmt.Errorf("sequence %d: no positions asked for", i)
+		}
+		for _, p := range ps {
+			if p < 0 || p >= len(seqs[i]) {
+				return nil, fmt.Errorf("sequence %d: position %d outside its %d tokens", i, p, len(seqs[i]))
+			}
+		}
+		o := slices.Clone(ps)
+		slices.Sort(o)
+		outs[i] = slices.Compact(o)
+	}
+	var nodes []models.Node
+	slotOf := map[models.Node]int{}
+	hookSlot := make([]int, len(hooks))
+	for i, h := range hooks {
+		if h.Kind == models.Logits {
+			hookSlot[i] = -1
+			continue
+		}
+		n, ok := c.m.Hooks.Node(h)
+		if !ok {
+			return nil, fmt.Errorf("the %s architecture has no hook %s", c.m.Arch(), h.Name())
+		}
+		if h.Kind.PerLayer() && (h.Layer < 0 || h.Layer >= c.m.NLayer()) {
+			return nil, fmt.Errorf("hook %s: layer out of range, the model has %d layers", h.Name(), c.m.NLayer())
+		}
+		s, ok := slotOf[n]
+		if !ok {
+			s = len(nodes)
+			slotOf[n] = s
+			nodes = append(nodes, n)
+		}
+		hookSlot[i] = s
+	}
+	if len(nodes) > 0 && c.p.NoCallback {
+		return nil, fmt.Errorf("llamacpp: this context was created without the eval callback and cannot capture")
+	}
+	if err := c.rec.Select(nodes); err != nil {
+		return nil, err
+	}
+	c.rec.SetRecord(true)
+	out := make([]*SeqRows, len(seqs))
+	for start := 0; start < len(seqs); {
+		end, total := start, 0
+		for end < len(seqs) && end-start < c.p.NSeqMax && total+len(seqs[end]) <= c.p.NCtx {
+			total += len(seqs[end])
+			end++
+		}
+		if err := c.runRowsGroup(seqs[start:end], pos[start:end], outs[start:end], total, hooks, hookSlot, out[start:end]); err != nil {
+			return nil, err
+		}
+		start = end
+	}
+	return out, nil
+}
+
+func (c *Context) runRowsGroup(seqs [][]int32, pos, outs [][]int, total int, hooks []models.Hook, hookSlot []int, dst []*SeqRows) error {
+	C.llama_memory_clear(C.llama_get_memory(c.c), true)
+	c.rec.Reset()
+	nVocab := c.m.nVocab
+	// flat token order, sequence by sequence; outRow[i] maps a sequence's
+	// position to its row among the group's outputs
+	flat := make([]batchTok, 0, total)
+	rowOf := make([]map[int]int, len(seqs)) // position → output row
+	nOut := 0
+	for si, s := range seqs {
+		rowOf[si] = map[int]int{}
+		k := 0
+		for p, t := range s {
+			isOut := k < len(outs[si]) && outs[si][k] == p
+			if isOut {
+				rowOf[si][p] = nOut
+				nOut++
+				k++
+			}
+			flat = append(flat, batchTok{tok: t, pos: p, seq: si, logits: isOut})
+		}
+	}
+	logits := make([]float32, nOut*nVocab)
+	seqStart := make([]int, len(seqs)) // first flat index of each sequence
+	for si := 1; si < len(seqs); si++ {
+		seqStart[si] = seqStart[si-1] + len(seqs[si-1])
+	}
+	err := c.decode(flat, func(i int, row []float32) {
+		t := flat[i]
+		r := rowOf[t.seq][t.pos]
+		copy(logits[r*nVocab:(r+1)*nVocab], row)
+	})
+	if err != nil {
+		return err
+	}
+	for si := range seqs {
+		dst[si] = &SeqRows{Positions: slices.Clone(pos[si]), Acts: map[models.Hook]*models.Activation{}}
+		lg := make([]float32, len(pos[si])*nVocab)
+		for k, p := range pos[si] {
+			r := rowOf[si][p]
+			copy(lg[k*nVocab:(k+1)*nVocab], logits[r*nVocab:(r+1)*nVocab])
+		}
+		dst[si].Logits = &models.Activation{Hook: models.Hook{Kind: models.Logits, Layer: -1}, Width: nVocab, Data: lg}
+	}
+	for i, h := range hooks {
+		s := hookSlot[i]
+		if s < 0 {
+			for si := range seqs {
+				dst[si].Acts[h] = dst[si].Logits
+			}
+			continue
+		}
+		w, data := c.rec.Rows(s)
+		var full bool
+		switch {
+		case w > 0 && len(data) == w*total:
+			full = true
+		case w > 0 && len(data) == w*nOut:
+			full = false // computed for the output rows only
+		default:
+			return fmt.Errorf("capture of node %s recorded %d values of width %d for %d tokens (%d output rows); the graph of this llama.cpp build does not match lldiff's hook table (run with -v)",
+				c.rec.Node(s), len(data), w, total, nOut)
+		}
+		for si := range seqs {
+			a := &models.Activation{Hook: h, Width: w, Data: make([]float32, len(pos[si])*w)}
+			for k, p := range pos[si] {
+				r := rowOf[si][p]
+				if full {
+					r = seqStart[si] + p
+				}
+				copy(a.Row(k), data[r*w:(r+1)*w])
+			}
+			dst[si].Acts[h] = a
+		}
+	}
+	return nil
+}
