@@ -3,6 +3,7 @@ package llamacpp
 /*
 #include <stdlib.h>
 #include "llama.h"
+#include "ggml-cpu.h"
 */
 import "C"
 
@@ -79,6 +80,10 @@ type Context struct {
 	decodes int
 	// cvec is the control-vector state (cvec.go).
 	cvec cvecState
+	// tp is the context's own CPU thread pool. Without one, ggml creates
+	// and joins a pool of threads for every graph it computes, and a
+	// capture cuts the graph at every recorded node: one pool per cut.
+	tp C.ggml_threadpool_t
 }
 
 // NewContext creates a context for m.
@@ -122,7 +127,13 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 		rec.Close()
 		return nil, fmt.Errorf("llama.cpp could not create a context of %d tokens for %s (out of memory?); run with -v for its log", p.NCtx, m.Path)
 	}
-	return &Context{c: c, m: m, rec: rec, p: p}, nil
+	tpp := C.ggml_threadpool_params_default(C.int(p.Threads))
+	tpp.poll = 0 // idle workers sleep: several contexts must not spin against each other
+	tp := C.ggml_threadpool_new(&tpp)
+	if tp != nil {
+		C.llama_attach_threadpool(c, tp, tp)
+	}
+	return &Context{c: c, m: m, rec: rec, p: p, tp: tp}, nil
 }
 
 // Params returns the context's parameters with defaults filled in.
@@ -145,6 +156,10 @@ func (c *Context) Close() error {
 	if c.c != nil {
 		C.llama_free(c.c)
 		c.c = nil
+		if c.tp != nil {
+			C.ggml_threadpool_free(c.tp)
+			c.tp = nil
+		}
 		c.rec.Close()
 	}
 	return nil
