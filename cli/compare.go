@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -337,11 +338,21 @@ func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []model
 		return nil, err
 	}
 	defer ctx.Close()
-	caches, err := ctx.Run(seqs, llamacpp.RunOptions{Hooks: hooks})
+	// Only the compared positions are kept, and llama.cpp computes logits
+	// for those rows only: the output matrix over every position of both
+	// prompts would cost more than the layers on small models.
+	rowsA, rowsB := distinct(pairs, func(p diff.PosPair) int { return p.A }), distinct(pairs, func(p diff.PosPair) int { return p.B })
+	rows, err := ctx.RunRows(seqs, [][]int{rowsA, rowsB}, hooks)
 	if err != nil {
 		return nil, err
 	}
-	ca, cb := caches[0], caches[1]
+	ca, cb := rowsCache(rows[0], idsA, m.NLayer()), rowsCache(rows[1], idsB, m.NLayer())
+	// rp are the pairs as row indices of ca and cb
+	rp := make([]diff.PosPair, len(pairs))
+	for i, p := range pairs {
+		rp[i] = diff.PosPair{A: slices.Index(rowsA, p.A), B: slices.Index(rowsB, p.B)}
+	}
+	lastRow := rp[len(rp)-1]
 
 	// predictions at the last compared pair
 	last := pairs[len(pairs)-1]
@@ -350,8 +361,9 @@ func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []model
 		toks []tokenJSON
 		c    *models.Cache
 		pos  int
-	}{{a, toksA, ca, last.A}, {b, toksB, cb, last.B}} {
-		lg := logitsRow(pr.c, pr.pos)
+		row  int
+	}{{a, toksA, ca, last.A, lastRow.A}, {b, toksB, cb, last.B, lastRow.B}} {
+		lg := logitsRow(pr.c, pr.row)
 		probs := lens.Softmax(nil, lg)
 		p := promptJSON{Text: pr.text, Tokens: pr.toks, Pos: pr.pos}
 		for _, t := range lens.TopK(lg, opts.TopK) {
@@ -368,7 +380,7 @@ func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []model
 			rankHooks = append(rankHooks, models.Hook{Kind: k, Layer: l})
 		}
 	}
-	c.comps, err = diff.Compare(ca, cb, models.SortHooks(rankHooks), pairs)
+	c.comps, err = diff.Compare(ca, cb, models.SortHooks(rankHooks), rp)
 	if err != nil {
 		return nil, err
 	}
@@ -395,8 +407,8 @@ func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []model
 		h := models.Hook{Kind: models.ResidPost, Layer: l}
 		ra, _ := ca.At(h)
 		rb, _ := cb.At(h)
-		x = append(x, ra.Row(last.A)...)
-		x = append(x, rb.Row(last.B)...)
+		x = append(x, ra.Row(lastRow.A)...)
+		x = append(x, rb.Row(lastRow.B)...)
 	}
 	lg, err := u.Unembed(nil, x, 2*nl, mode)
 	if err != nil {
@@ -432,7 +444,7 @@ func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []model
 				best = pp
 			}
 		}
-		nj := &neuronsJSON{Hook: top.Hook.Name(), Pos: posJSON{best.Pair.A, best.Pair.B}}
+		nj := &neuronsJSON{Hook: top.Hook.Name(), Pos: posJSON{rowsA[best.Pair.A], rowsB[best.Pair.B]}}
 		for _, n := range diff.TopNeurons(ra.Row(best.Pair.A), rb.Row(best.Pair.B), opts.Neurons) {
 			nj.Neurons = append(nj.Neurons, neuronJSON{n.Index, n.A, n.B, n.Diff})
 		}
@@ -462,6 +474,27 @@ func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []model
 		}
 	}
 	return c, nil
+}
+
+// distinct returns the distinct positions of one side of pairs, sorted.
+func distinct(pairs []diff.PosPair, side func(diff.PosPair) int) []int {
+	var ps []int
+	for _, p := range pairs {
+		ps = append(ps, side(p))
+	}
+	slices.Sort(ps)
+	return slices.Compact(ps)
+}
+
+// rowsCache turns the rows RunRows kept into a cache whose row k is the
+// activation at position r.Positions[k].
+func rowsCache(r *llamacpp.SeqRows, tokens []int32, nLayer int) *models.Cache {
+	c := models.NewCache(tokens, nLayer)
+	for _, a := range r.Acts {
+		c.Set(a)
+	}
+	c.Set(&models.Activation{Hook: models.Hook{Kind: models.Logits, Layer: -1}, Width: r.Logits.Width, Data: r.Logits.Data})
+	return c
 }
 
 func logitsRow(c *models.Cache, pos int) []float32 {
