@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/models"
@@ -480,4 +481,50 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLensRatio measures the logit lens of every layer at the compared
+// positions of a prompt against one plain decode of that prompt, alternating
+// the two, and reports lens/decode-ratio (target ≤ 0.5).
+func BenchmarkLensRatio(b *testing.B) {
+	m, ids := lensBenchModel(b)
+	var hooks []models.Hook
+	for l := range m.NLayer() {
+		hooks = append(hooks, models.Hook{Kind: models.ResidPost, Layer: l})
+	}
+	c := runOne(b, m, ContextParams{}, [][]int32{ids}, hooks)[0]
+	var rows []float32
+	for l := range m.NLayer() {
+		a := get(b, c, models.Hook{Kind: models.ResidPost, Layer: l})
+		for p := len(ids) - benchPositions; p < len(ids); p++ {
+			rows = append(rows, a.Row(p)...)
+		}
+	}
+	n := len(rows) / m.NEmbd()
+	u, err := m.NewUnembedder(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer u.Close()
+	ctx, err := m.NewContext(ContextParams{NoCallback: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ctx.Close()
+	var out []float32
+	var tLens, tDec time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if out, err = u.Unembed(out, rows, n, LensNorm); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := ctx.Run([][]int32{ids}, RunOptions{NoLogits: true}); err != nil {
+			b.Fatal(err)
+		}
+		tLens += t1.Sub(t0)
+		tDec += time.Since(t1)
+	}
+	b.ReportMetric(float64(n), "rows/op")
+	b.ReportMetric(tLens.Seconds()/tDec.Seconds(), "lens/decode-ratio")
 }
