@@ -132,7 +132,7 @@ func BenchmarkContrast(b *testing.B) {
 	b.ReportMetric(n/tS.Seconds(), "serial-prompts/s")
 	b.ReportMetric(n/tBare.Seconds(), "llamacpp-prompts/s")
 	b.ReportMetric(tS.Seconds()/tB.Seconds(), "batch-speedup")
-	b.ReportMetric(tB.Seconds()/tBare.Seconds(), "llamacpp/contrast-ratio")
+	b.ReportMetric(tB.Seconds()/tBare.Seconds(), "contrast/llamacpp-ratio")
 }
 
 // benchThreads is the thread count of BenchmarkContrast: $LLDIFF_BENCH_THREADS, default
