@@ -378,3 +378,34 @@ func TestDevices(t *testing.T) {
 		t.Errorf("no CPU device with memory in %s", out)
 	}
 }
+
+// TestSynthKQuants writes K-quant models through llama.cpp's quantizer
+// (rows must be multiples of 256) and runs them.
+func TestSynthKQuants(t *testing.T) {
+	dir := t.TempDir()
+	vocab := shared(t, models.VocabLlamaSPM)
+	for _, tc := range []struct {
+		typ  string
+		want string // the type most matrices get
+	}{{"Q4_K", "Q4_K"}, {"Q6_K", "Q6_K"}} {
+		p := filepath.Join(dir, tc.typ+".gguf")
+		if _, _, err := run(t, false, "synth", "-o", p, "--type", tc.typ, "--pure", "--vocab", vocab, "--layers", "2", "--d-model", "256", "--heads", "4", "--d-ff", "512"); err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := run(t, false, "inspect", "--json", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc inspectJSON
+		json.Unmarshal([]byte(out), &doc)
+		if len(doc.TensorTypes) == 0 || doc.TensorTypes[0].Type != tc.want || doc.RunnableProblem != "" {
+			t.Fatalf("%s: tensor types %+v, problem %q", tc.typ, doc.TensorTypes, doc.RunnableProblem)
+		}
+		if _, _, err := run(t, false, "capture", "-m", p, "-t", "1", "--hooks", "resid_post.-1", "-o", filepath.Join(dir, tc.typ+"-acts"), "Hello world"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := run(t, false, "synth", "-o", filepath.Join(dir, "x.gguf"), "--type", "Q3_K", "--vocab", vocab); err == nil || !strings.Contains(err.Error(), "Q4_K") {
+		t.Errorf("unknown type: %v", err)
+	}
+}
