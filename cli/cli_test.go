@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -407,5 +408,37 @@ func TestSynthKQuants(t *testing.T) {
 	}
 	if _, _, err := run(t, false, "synth", "-o", filepath.Join(dir, "x.gguf"), "--type", "Q3_K", "--vocab", vocab); err == nil || !strings.Contains(err.Error(), "Q4_K") {
 		t.Errorf("unknown type: %v", err)
+	}
+}
+
+// TestTokenizeByteTokens: an emoji is split by SentencePiece into byte
+// tokens; each shows as <0xNN> and its raw byte is in the JSON.
+func TestTokenizeByteTokens(t *testing.T) {
+	out, _, err := run(t, false, "tokenize", "--json", "-m", shared(t, models.VocabLlamaSPM), "🦙")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Prompts []tokenizedJSON `json:"prompts"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var raw []byte
+	for _, tok := range doc.Prompts[0].Tokens {
+		if tok.Kind != "byte" {
+			continue
+		}
+		if !strings.HasPrefix(tok.Piece, "<0x") || tok.Bytes == "" {
+			t.Errorf("byte token %+v: want a <0xNN> piece and raw bytes", tok)
+		}
+		b, err := hex.DecodeString(tok.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, b...)
+	}
+	if string(raw) != "🦙" {
+		t.Errorf("byte tokens give %q, want the emoji's 4 bytes", raw)
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"unicode"
@@ -54,6 +55,10 @@ type tokenJSON struct {
 	Piece string `json:"piece"`
 	Text  string `json:"text"`
 	Kind  string `json:"kind"`
+	// Bytes holds the token's raw bytes in hex when they are not valid
+	// UTF-8 on their own (a byte token that is part of a multi-byte
+	// character), where Text cannot carry them.
+	Bytes string `json:"bytes,omitempty"`
 }
 
 type wordJSON struct {
@@ -73,7 +78,11 @@ type tokenizedJSON struct {
 func tokenList(m *llamacpp.Model, ids []int32) []tokenJSON {
 	out := make([]tokenJSON, len(ids))
 	for i, id := range ids {
-		out[i] = tokenJSON{Pos: i, ID: id, Piece: m.Printable(id), Text: string(m.Piece(id)), Kind: string(m.Kind(id))}
+		b := m.Piece(id)
+		out[i] = tokenJSON{Pos: i, ID: id, Piece: m.Printable(id), Text: string(b), Kind: string(m.Kind(id))}
+		if !utf8.Valid(b) {
+			out[i].Bytes = hex.EncodeToString(b)
+		}
 	}
 	return out
 }
