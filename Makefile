@@ -36,7 +36,7 @@ CGO_ENV = CGO_ENABLED=1 CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="$(CFLAGS_V)" CG
 TEST_FLAGS ?= -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda clean env
+.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda cuda-src clean env
 
 all: build
 
@@ -82,14 +82,32 @@ fmt:
 
 # make cuda builds ggml's CUDA backend as a run-time library with cmake from
 # the same ollama module and puts it in lib/lldiff, where lldiff loads it.
-cuda: deps
+# On a GPU machine without Go, first run `make cuda-src` where Go is, carry
+# build/ollama-src (the module's CMakeLists.txt and ggml sources) over, and
+# run `make cuda` there: it uses build/ollama-src when it exists.
+OLLAMA_SRC ?= $(if $(wildcard build/ollama-src/CMakeLists.txt),build/ollama-src)
+
+cuda:
 	@command -v nvcc >/dev/null || { echo "make cuda needs the CUDA toolkit (nvcc not found on PATH): install it, or add /usr/local/cuda/bin to PATH"; exit 1; }
 	@command -v cmake >/dev/null || { echo "make cuda needs cmake 3.21 or newer: apt-get install cmake"; exit 1; }
-	cmake -S $(OLLAMA_DIR) -B build/cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCH) -DGGML_CCACHE=OFF
+	@src="$(OLLAMA_SRC)"; if [ -z "$$src" ]; then \
+		command -v $(GO) >/dev/null || { echo "make cuda needs the ollama module's sources: run make cuda-src on a machine with Go and copy build/ollama-src here"; exit 1; }; \
+		$(GO) mod download && src=$$($(GO) list -m -f '{{.Dir}}' github.com/ollama/ollama); fi; \
+	echo "building ggml-cuda from $$src for CUDA architectures $(CUDA_ARCH)"; \
+	cmake -S "$$src" -B build/cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCH) \
+		-DGGML_CCACHE=OFF -DCMAKE_BUILD_RPATH='$$ORIGIN' && \
 	cmake --build build/cuda --target ggml-cuda -j $$(nproc)
 	mkdir -p lib/lldiff
 	cp -a build/cuda/lib/ollama/libggml-cuda*.so* build/cuda/lib/ollama/libggml-base*.so* lib/lldiff/
 	@echo "CUDA backend in lib/lldiff; check with: $(BIN) devices"
+
+# cuda-src copies what make cuda needs from the Go module cache.
+cuda-src: deps
+	rm -rf build/ollama-src && mkdir -p build/ollama-src/ml/backend/ggml
+	cp $(OLLAMA_DIR)/CMakeLists.txt build/ollama-src/
+	cp -r $(OLLAMA_DIR)/ml/backend/ggml/ggml build/ollama-src/ml/backend/ggml/
+	chmod -R u+w build/ollama-src
+	@du -sh build/ollama-src
 
 clean:
 	rm -rf bin bench/raw.txt build
