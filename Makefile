@@ -107,6 +107,8 @@ cuda-src: deps
 	cp $(OLLAMA_DIR)/CMakeLists.txt build/ollama-src/
 	cp -r $(OLLAMA_DIR)/ml/backend/ggml/ggml build/ollama-src/ml/backend/ggml/
 	chmod -R u+w build/ollama-src
+	@# a module of its own, so that ./... in this repository does not build it
+	printf 'module ollama-src\n' > build/ollama-src/go.mod
 	@du -sh build/ollama-src
 
 clean:

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,14 +46,7 @@ func TestSynthArchPresets(t *testing.T) {
 	} {
 		t.Run(tc.preset, func(t *testing.T) {
 			p := synthArch(t, tc.preset, "F16")
-			out, _, err := run(t, false, "inspect", "--json", p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var doc inspectJSON
-			if err := json.Unmarshal([]byte(out), &doc); err != nil {
-				t.Fatal(err)
-			}
+			doc := runJSON[inspectJSON](t, "inspect", "--json", p)
 			if doc.Arch != tc.arch || doc.Vocab != tc.vocab || doc.Tied != tc.tied || doc.Tokenizer != "gpt2" ||
 				doc.Norm != "LayerNorm" || doc.RunnableProblem != "" || doc.Layers != 2 || doc.ContextTrain != 96 {
 				t.Errorf("inspect: %+v", doc)
@@ -76,14 +68,7 @@ func TestInspectArch(t *testing.T) {
 	gpt2 := synthArch(t, "gpt2-small", "F32")
 	pythia := synthArch(t, "pythia-70m", "F32")
 
-	out, _, err := run(t, false, "inspect", "--json", gpt2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc inspectJSON
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc := runJSON[inspectJSON](t, "inspect", "--json", gpt2)
 	nodes := hookNodes(doc)
 	if len(doc.Hooks) != 8 || nodes["resid_pre.L"] != "inpL (L=0), l_out-(L-1)" ||
 		nodes["attn_out.L"] != "unnamed (op ADD, reading blk.L.attn_output.bias)" || nodes["resid_mid.L"] != "ffn_inp-L" ||
@@ -91,14 +76,7 @@ func TestInspectArch(t *testing.T) {
 		t.Errorf("gpt2 inspect: %+v", doc)
 	}
 
-	out, _, err = run(t, false, "inspect", "--json", pythia)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc = inspectJSON{}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc = runJSON[inspectJSON](t, "inspect", "--json", pythia)
 	nodes = hookNodes(doc)
 	if _, ok := nodes["resid_mid.L"]; ok || len(doc.Hooks) != 7 || doc.Residual != "parallel" || doc.RopeDim != 4 ||
 		nodes["mlp_out.L"] != "ffn_out-L (not reading ffn_out-L)" {
@@ -259,14 +237,7 @@ func TestCompareArch(t *testing.T) {
 	} {
 		t.Run(tc.preset, func(t *testing.T) {
 			model := synthArch(t, tc.preset, "F16")
-			out, _, err := run(t, false, "compare", "--json", "-m", model, "--answer", " she", "The girl said that", "The boy said that")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var doc CompareJSON
-			if err := json.Unmarshal([]byte(out), &doc); err != nil {
-				t.Fatal(err)
-			}
+			doc := runJSON[CompareJSON](t, "compare", "--json", "-m", model, "--answer", " she", "The girl said that", "The boy said that")
 			var kinds []string
 			for _, c := range doc.Components {
 				if !slices.Contains(kinds, c.Kind) {
@@ -311,26 +282,12 @@ func TestPatchContrastArch(t *testing.T) {
 	for _, preset := range []string{"gpt2-small", "pythia-70m"} {
 		t.Run(preset, func(t *testing.T) {
 			model := synthArch(t, preset, "F32")
-			out, _, err := run(t, false, "patch", "--json", "-m", model, "--clean", "The girl said that", "--corrupt", "The boy said that",
+			pd := runJSON[PatchJSON](t, "patch", "--json", "-m", model, "--clean", "The girl said that", "--corrupt", "The boy said that",
 				"--answer", " she", "--wrong", " he")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pd PatchJSON
-			if err := json.Unmarshal([]byte(out), &pd); err != nil {
-				t.Fatal(err)
-			}
 			if len(pd.Results) == 0 || pd.Runs == 0 || slices.Contains(pd.Kinds, "resid_mid") {
 				t.Errorf("patch: %d results, %d runs, kinds %v", len(pd.Results), pd.Runs, pd.Kinds)
 			}
-			out, _, err = run(t, false, "contrast", "--json", "-m", model, "--a", a, "--b", b, "--paired")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var cd ContrastJSON
-			if err := json.Unmarshal([]byte(out), &cd); err != nil {
-				t.Fatal(err)
-			}
+			cd := runJSON[ContrastJSON](t, "contrast", "--json", "-m", model, "--a", a, "--b", b, "--paired")
 			if cd.Arch != map[string]string{"gpt2-small": "gpt2", "pythia-70m": "gptneox"}[preset] || len(cd.Components) != 6 {
 				t.Errorf("contrast: arch %q, %d components (want 3 kinds at 2 layers)", cd.Arch, len(cd.Components))
 			}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,34 +15,6 @@ import (
 	"github.com/lldiff/lldiff/models"
 )
 
-// benchModel writes a synthetic model once into $TMPDIR/lldiff-bench and
-// reuses it (the writer is deterministic).
-func benchModel(b *testing.B, preset string, typ models.GGMLType) string {
-	b.Helper()
-	spec, err := models.SynthPreset(preset)
-	if err != nil {
-		b.Fatal(err)
-	}
-	spec.Type = typ
-	dir, err := models.SharedModelsDir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	spec.VocabPath = filepath.Join(dir, models.VocabLlamaSPM)
-	cache := filepath.Join(os.TempDir(), "lldiff-bench")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	p := filepath.Join(cache, fmt.Sprintf("%s-%s.gguf", preset, typ))
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	if err := models.WriteSynthetic(p, spec); err != nil {
-		b.Fatal(err)
-	}
-	return p
-}
-
 const (
 	benchA = "The old king walked into the great hall and looked at his father, who was sitting by the fire and telling a long story to the"
 	benchB = "The old queen walked into the great hall and looked at her mother, who was sitting by the fire and telling a long story to the"
@@ -55,7 +26,10 @@ const (
 // callback, alternating the two. Reports compare/2decodes-ratio (target
 // ≤ 1.25) and the model load time.
 func BenchmarkCompare(b *testing.B) {
-	path := benchModel(b, "bench-cpu", models.Q4_0)
+	path, err := models.CachedSynthetic("bench-cpu", models.Q4_0)
+	if err != nil {
+		b.Fatal(err)
+	}
 	t0 := time.Now()
 	m, err := llamacpp.LoadModel(path, llamacpp.ModelParams{})
 	if err != nil {
@@ -123,7 +97,10 @@ func BenchmarkCompareRSS(b *testing.B) {
 	if _, err := os.Stat("/usr/bin/time"); err != nil {
 		b.Skip("GNU time not installed")
 	}
-	path := benchModel(b, "llama2-7b", models.Q4_0)
+	path, err := models.CachedSynthetic("llama2-7b", models.Q4_0)
+	if err != nil {
+		b.Fatal(err)
+	}
 	st, _ := os.Stat(path)
 	for range b.N {
 		cmd := exec.Command("/usr/bin/time", "-f", "maxrss_kb=%M", bin, "compare", "-m", path, "--json", benchA, benchB)

@@ -46,8 +46,8 @@ ln_final, logits.`,
 			if err := opts.Model.check(); err != nil {
 				return err
 			}
-			if len(args) == 0 && opts.PromptFile == "" {
-				return usageErr("no prompt: give it as an argument or with --prompt-file")
+			if err := needPrompt(args, opts.PromptFile); err != nil {
+				return err
 			}
 			if opts.OutDir == "" {
 				return usageErr("no output directory: pass -o DIR")
@@ -62,7 +62,7 @@ ln_final, logits.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.Hooks, "hooks", "resid_post", "comma-separated hooks to capture")
 	f.StringVarP(&opts.OutDir, "output", "o", "", "output directory (created; must be empty unless --force)")
-	f.StringVar(&opts.PromptFile, "prompt-file", "", "read the prompt from a file")
+	promptFileFlag(cmd, &opts.PromptFile)
 	f.BoolVar(&opts.Force, "force", false, "write into a non-empty output directory, replacing files of the same name")
 	f.BoolVar(&opts.JSON, "json", false, "print the index as JSON on stdout")
 	return cmd
@@ -108,12 +108,9 @@ func checkOutDir(dir string, force bool) error {
 }
 
 func captureRun(opts *CaptureOptions) error {
-	prompt, err := readPrompt(opts.Prompt, opts.PromptFile, "the prompt")
+	prompt, err := readOnePrompt(opts.Prompt, opts.PromptFile)
 	if err != nil {
 		return err
-	}
-	if strings.TrimSpace(prompt) == "" {
-		return usageErr("the prompt is empty: give some text")
 	}
 	m, err := opts.Model.load(false)
 	if err != nil {
@@ -132,13 +129,11 @@ func captureRun(opts *CaptureOptions) error {
 	if err := checkOutDir(opts.OutDir, opts.Force); err != nil {
 		return err
 	}
-	ids, err := m.Tokenize(prompt, opts.Model.tokenizeOptions())
+	seqs, err := tokenizePrompts(m, opts.Model.tokenizeOptions(), prompt)
 	if err != nil {
 		return err
 	}
-	if len(ids) == 0 {
-		return usageErr("the prompt gives no tokens")
-	}
+	ids := seqs[0]
 	ctx, err := opts.Model.context(m, [][]int32{ids}, 1)
 	if err != nil {
 		return err

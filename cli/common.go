@@ -81,14 +81,7 @@ func (f *modelFlags) load(vocabOnly bool) (*llamacpp.Model, error) {
 // context creates a context large enough for the given sequences decoded
 // nSeq at a time, unless -c says otherwise.
 func (f *modelFlags) context(m *llamacpp.Model, seqs [][]int32, nSeq int) (*llamacpp.Context, error) {
-	need := 0
-	for i := 0; i < len(seqs); i += nSeq {
-		tot := 0
-		for _, s := range seqs[i:min(i+nSeq, len(seqs))] {
-			tot += len(s)
-		}
-		need = max(need, tot)
-	}
+	need := groupTokens(seqs, nSeq)
 	n := f.NCtx
 	if n == 0 {
 		n = max(256, (need+255)/256*256)
@@ -110,12 +103,75 @@ func (f *modelFlags) context(m *llamacpp.Model, seqs [][]int32, nSeq int) (*llam
 	})
 }
 
+// groupTokens returns the most tokens of nSeq consecutive sequences, the
+// groups in which seqs are decoded together.
+func groupTokens(seqs [][]int32, nSeq int) int {
+	need := 0
+	for i := 0; i < len(seqs); i += nSeq {
+		tot := 0
+		for _, s := range seqs[i:min(i+nSeq, len(seqs))] {
+			tot += len(s)
+		}
+		need = max(need, tot)
+	}
+	return need
+}
+
 func maxLen(seqs [][]int32) int {
 	n := 0
 	for _, s := range seqs {
 		n = max(n, len(s))
 	}
 	return n
+}
+
+// promptFileFlag declares --prompt-file, which capture and steer take
+// instead of the prompt argument.
+func promptFileFlag(cmd *cobra.Command, file *string) {
+	cmd.Flags().StringVar(file, "prompt-file", "", "read the prompt from a file")
+}
+
+// needPrompt returns a usage error when a command that takes one prompt
+// got neither the argument nor --prompt-file.
+func needPrompt(args []string, file string) error {
+	if len(args) == 0 && file == "" {
+		return usageErr("no prompt: give it as an argument or with --prompt-file")
+	}
+	return nil
+}
+
+// readOnePrompt returns the prompt of a command that takes one: text, or
+// the content of file; a usage error when it has no text.
+func readOnePrompt(text, file string) (string, error) {
+	prompt, err := readPrompt(text, file, "the prompt")
+	if err != nil {
+		return "", err
+	}
+	if strings.TrimSpace(prompt) == "" {
+		return "", usageErr("the prompt is empty: give some text")
+	}
+	return prompt, nil
+}
+
+// tokenizePrompts tokenizes each prompt and returns a usage error when one
+// gives no tokens.
+func tokenizePrompts(m *llamacpp.Model, to llamacpp.TokenizeOptions, prompts ...string) ([][]int32, error) {
+	ids := make([][]int32, len(prompts))
+	for i, p := range prompts {
+		var err error
+		if ids[i], err = m.Tokenize(p, to); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range ids {
+		if len(s) == 0 {
+			if len(prompts) == 1 {
+				return nil, usageErr("the prompt gives no tokens")
+			}
+			return nil, usageErr("a prompt gives no tokens")
+		}
+	}
+	return ids, nil
 }
 
 // readPrompt returns text, or the content of file when text is empty.

@@ -268,17 +268,11 @@ func compareRun(opts *CompareOptions) error {
 
 func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []models.Kind, mode lens.Mode) (*comparison, error) {
 	to := opts.Model.tokenizeOptions()
-	idsA, err := m.Tokenize(a, to)
+	ids, err := tokenizePrompts(m, to, a, b)
 	if err != nil {
 		return nil, err
 	}
-	idsB, err := m.Tokenize(b, to)
-	if err != nil {
-		return nil, err
-	}
-	if len(idsA) == 0 || len(idsB) == 0 {
-		return nil, usageErr("a prompt gives no tokens")
-	}
+	idsA, idsB := ids[0], ids[1]
 	pairs, err := diff.ParsePositions(opts.Pos, len(idsA), len(idsB))
 	if err != nil {
 		return nil, &UsageError{Err: err}
@@ -302,9 +296,6 @@ func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []model
 	}
 	var answers []answerSeq
 	for _, ans := range opts.Answers {
-		if ans == "" {
-			return nil, usageErr("--answer is empty")
-		}
 		as := answerSeq{text: ans, nA: len(idsA), nB: len(idsB)}
 		tailA, noteA, err := answerTokens(m, a, idsA, ans, to)
 		if err != nil {
@@ -319,8 +310,8 @@ func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []model
 		if noteB != "" && noteB != noteA {
 			as.note = strings.TrimSpace(as.note + " " + noteB)
 		}
-		as.inA = append(append([]int32(nil), idsA...), tailA...)
-		as.inB = append(append([]int32(nil), idsB...), tailB...)
+		as.inA = slices.Concat(idsA, tailA)
+		as.inB = slices.Concat(idsB, tailB)
 		answers = append(answers, as)
 	}
 
@@ -506,8 +497,11 @@ func logitsRow(c *models.Cache, pos int) []float32 {
 // prompt to continue it with ans: the tail of tokenize(prompt+ans) after the
 // prompt's own tokens. That is what matters for SentencePiece, which
 // tokenizes " short" alone as a lone "▁" plus "▁short" but produces only
-// "▁short" after a prompt.
+// "▁short" after a prompt. An empty answer is a usage error.
 func answerTokens(m *llamacpp.Model, prompt string, promptIDs []int32, ans string, to llamacpp.TokenizeOptions) ([]int32, string, error) {
+	if ans == "" {
+		return nil, "", usageErr("--answer is empty")
+	}
 	full, err := m.Tokenize(prompt+ans, to)
 	if err != nil {
 		return nil, "", err

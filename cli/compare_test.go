@@ -115,15 +115,7 @@ func TestCompareGolden(t *testing.T) {
 
 func compareJSON(t *testing.T, args ...string) CompareJSON {
 	t.Helper()
-	out, _, err := run(t, false, append([]string{"compare", "--json"}, args...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc CompareJSON
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatal(err)
-	}
-	return doc
+	return runJSON[CompareJSON](t, append([]string{"compare", "--json"}, args...)...)
 }
 
 // TestCompareBehaviour checks what the golden file cannot: the gendered

@@ -144,7 +144,7 @@ docs/contrast.md).`,
 	f.IntVarP(&opts.Parallel, "parallel", "P", 8, "sequences decoded together in one batch")
 	f.IntVar(&opts.Top, "top", 10, "components in the ranking table")
 	f.IntVar(&opts.LensK, "lens-k", 5, "tokens per logit-lens cell (0: no lens)")
-	f.StringVar(&opts.LensNorm, "lens-norm", "gamma", "logit lens of a direction v: gamma (W_U·γ⊙v), norm (the same ranking, RMS-normalised) or raw (W_U·v)")
+	f.StringVar(&opts.LensNorm, "lens-norm", "gamma", "logit lens of a direction v: gamma (W_U·γ⊙v, centred for a LayerNorm), norm (v through the model's final norm, RMSNorm or LayerNorm) or raw (W_U·v)")
 	f.BoolVar(&opts.JSON, "json", false, "print one JSON document (schema in docs/contrast.md)")
 	f.StringVar(&opts.SaveVectors, "save-vectors", "", "write each hook's mean difference and PC1 as .npy, with index.json, to DIR")
 	f.BoolVar(&opts.Force, "force", false, "write into a non-empty --save-vectors directory or replace the --export-cvec file")

@@ -40,7 +40,10 @@ func benchPairs(n int) *contrast.Dataset {
 // llamacpp/contrast-ratio = contrast time ÷ bare llama.cpp time (target
 // ≤ 1.25: contrast keeps at least 80% of llama.cpp's batched throughput).
 func BenchmarkContrast(b *testing.B) {
-	path := benchModel(b, "small", models.F16)
+	path, err := models.CachedSynthetic("small", models.F16)
+	if err != nil {
+		b.Fatal(err)
+	}
 	m, err := llamacpp.LoadModel(path, llamacpp.ModelParams{})
 	if err != nil {
 		b.Fatal(err)
@@ -71,14 +74,7 @@ func BenchmarkContrast(b *testing.B) {
 	hooks = models.SortHooks(hooks)
 	seqs, _, _ := contrastSeqs(cd)
 	newCtx := func(nSeq int, bare bool) *llamacpp.Context {
-		n := 0
-		for i := 0; i < len(seqs); i += nSeq {
-			t := 0
-			for _, s := range seqs[i:min(i+nSeq, len(seqs))] {
-				t += len(s)
-			}
-			n = max(n, t)
-		}
+		n := groupTokens(seqs, nSeq)
 		c, err := m.NewContext(llamacpp.ContextParams{NCtx: (n + 255) / 256 * 256, NSeqMax: nSeq, NoCallback: bare, Threads: benchThreads})
 		if err != nil {
 			b.Fatal(err)

@@ -30,15 +30,7 @@ const oneThread = "-t1"
 
 func contrastJSON(t *testing.T, args ...string) ContrastJSON {
 	t.Helper()
-	out, _, err := run(t, false, append([]string{"contrast", "--json", oneThread, "-m", shared(t, models.Stories260K)}, args...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc ContrastJSON
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	return doc
+	return runJSON[ContrastJSON](t, append([]string{"contrast", "--json", oneThread, "-m", shared(t, models.Stories260K)}, args...)...)
 }
 
 func pieces(ts []lensTokenJSON) []string {
@@ -107,15 +99,8 @@ func TestContrastHeShe(t *testing.T) {
 	}
 
 	// Steering with the exported vector, in both directions.
-	out, _, err := run(t, false, "steer", "--json", oneThread, "-m", shared(t, models.Stories260K), "--cvec", cvec,
+	sd := runJSON[SteerJSON](t, "steer", "--json", oneThread, "-m", shared(t, models.Stories260K), "--cvec", cvec,
 		"--scale", "-1,0,1", "-n", "12", "--answer", " she", "--answer", " he", "Tom and Lily went to the park. Then")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sd SteerJSON
-	if err := json.Unmarshal([]byte(out), &sd); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
 	if len(sd.Scales) != 3 {
 		t.Fatalf("%d scales", len(sd.Scales))
 	}
@@ -446,14 +431,7 @@ func TestContrastSaveVectors(t *testing.T) {
 	}
 	// vec: the saved resid_post mean differences and the exported unit
 	// directions point the same way, layer by layer
-	out, _, err := run(t, false, "vec", "--json", dir, cvec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vd VecJSON
-	if err := json.Unmarshal([]byte(out), &vd); err != nil {
-		t.Fatal(err)
-	}
+	vd := runJSON[VecJSON](t, "vec", "--json", dir, cvec)
 	if len(vd.Hooks) != 4 {
 		t.Fatalf("vec compared %d hooks, want resid_post.1..4", len(vd.Hooks))
 	}
@@ -565,14 +543,7 @@ func fmtFloats(xs []float64) string {
 
 func TestVecPairsAndErrors(t *testing.T) {
 	model := shared(t, models.Stories260K)
-	out, _, err := run(t, false, "vec", "--json", oneThread, "-m", model, "--hooks", "resid_post.0,resid_post.3", "Tom ran|Tom sat", "Lily ran|Lily sat", "the dog|the cat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vd VecJSON
-	if err := json.Unmarshal([]byte(out), &vd); err != nil {
-		t.Fatal(err)
-	}
+	vd := runJSON[VecJSON](t, "vec", "--json", oneThread, "-m", model, "--hooks", "resid_post.0,resid_post.3", "Tom ran|Tom sat", "Lily ran|Lily sat", "the dog|the cat")
 	if len(vd.Hooks) != 2 || len(vd.Hooks[0].Cosine) != 3 {
 		t.Fatalf("hooks %d, matrix %d", len(vd.Hooks), len(vd.Hooks[0].Cosine))
 	}

@@ -470,17 +470,11 @@ func patchParallel(opts *PatchOptions, m *llamacpp.Model, n, variants int) int {
 
 func patchCompute(opts *PatchOptions, m *llamacpp.Model, clean, corrupt string, kinds []models.Kind, layers []int) (*PatchJSON, []patchCell, error) {
 	to := opts.Model.tokenizeOptions()
-	idsC, err := m.Tokenize(clean, to)
+	ids, err := tokenizePrompts(m, to, clean, corrupt)
 	if err != nil {
 		return nil, nil, err
 	}
-	idsK, err := m.Tokenize(corrupt, to)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(idsC) == 0 || len(idsK) == 0 {
-		return nil, nil, usageErr("a prompt gives no tokens")
-	}
+	idsC, idsK := ids[0], ids[1]
 	mode, groups, notes, err := patchPositions(opts.Pos, idsC, idsK)
 	if err != nil {
 		return nil, nil, err

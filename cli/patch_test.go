@@ -32,14 +32,7 @@ func patchArgs(t *testing.T, extra ...string) []string {
 
 func patchJSON(t *testing.T, extra ...string) *PatchJSON {
 	t.Helper()
-	out, _, err := run(t, false, patchArgs(t, append(extra, "--json")...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc PatchJSON
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	doc := runJSON[PatchJSON](t, patchArgs(t, append(extra, "--json")...)...)
 	return &doc
 }
 

@@ -66,8 +66,8 @@ llama.cpp's --control-vector-layer-range does.`,
 			if opts.Cvec == "" {
 				return usageErr("no control vector: pass --cvec FILE.gguf")
 			}
-			if len(args) == 0 && opts.PromptFile == "" {
-				return usageErr("no prompt: give it as an argument or with --prompt-file")
+			if err := needPrompt(args, opts.PromptFile); err != nil {
+				return err
 			}
 			if _, err := parseScales(opts.Scale); err != nil {
 				return &UsageError{Err: err}
@@ -93,7 +93,7 @@ llama.cpp's --control-vector-layer-range does.`,
 	f.IntVar(&opts.TopK, "top-k", 5, "tokens shown per distribution")
 	f.StringArrayVar(&opts.Answers, "answer", nil, "score a continuation at every scale, e.g. --answer \" she\" (repeatable)")
 	f.BoolVar(&opts.IgnoreEOS, "ignore-eos", false, "keep generating after an end-of-generation token")
-	f.StringVar(&opts.PromptFile, "prompt-file", "", "read the prompt from a file")
+	promptFileFlag(cmd, &opts.PromptFile)
 	f.BoolVar(&opts.JSON, "json", false, "print one JSON document (schema in docs/contrast.md)")
 	return cmd
 }
@@ -204,12 +204,9 @@ type steerAnsJSON struct {
 }
 
 func steerRun(opts *SteerOptions) error {
-	prompt, err := readPrompt(opts.Prompt, opts.PromptFile, "the prompt")
+	prompt, err := readOnePrompt(opts.Prompt, opts.PromptFile)
 	if err != nil {
 		return err
-	}
-	if strings.TrimSpace(prompt) == "" {
-		return usageErr("the prompt is empty: give some text")
 	}
 	scales, _ := parseScales(opts.Scale)
 	from, to, _ := parseLayerRange(opts.LayerRange)
@@ -246,13 +243,11 @@ func steerRun(opts *SteerOptions) error {
 		return usageErr("no direction of %s falls in the layer range %s of this %d-layer model", opts.Cvec, opts.LayerRange, m.NLayer())
 	}
 	doc.Cvec = steerCvecJSON{File: opts.Cvec, ModelHint: cv.ModelHint, Layers: applied, Offset: cv.Offset, Meta: cv.Meta}
-	ids, err := m.Tokenize(prompt, opts.Model.tokenizeOptions())
+	tokenized, err := tokenizePrompts(m, opts.Model.tokenizeOptions(), prompt)
 	if err != nil {
 		return err
 	}
-	if len(ids) == 0 {
-		return usageErr("the prompt gives no tokens")
-	}
+	ids := tokenized[0]
 	doc.Tokens = tokenList(m, ids)
 
 	// answers: prompt + answer tokens, scored in one extra decode per scale
@@ -262,16 +257,13 @@ func steerRun(opts *SteerOptions) error {
 	}
 	var answers []answer
 	for _, a := range opts.Answers {
-		if a == "" {
-			return usageErr("--answer is empty")
-		}
 		tail, _, err := answerTokens(m, prompt, ids, a, opts.Model.tokenizeOptions())
 		if err != nil {
 			return err
 		}
-		answers = append(answers, answer{a, append(append([]int32(nil), ids...), tail...)})
+		answers = append(answers, answer{a, slices.Concat(ids, tail)})
 	}
-	seqs := [][]int32{append(append([]int32(nil), ids...), make([]int32, opts.N)...)}
+	seqs := [][]int32{slices.Concat(ids, make([]int32, opts.N))}
 	for _, a := range answers {
 		seqs = append(seqs, a.seq)
 	}

@@ -1,9 +1,7 @@
 package llamacpp
 
 import (
-	"encoding/binary"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -151,15 +149,7 @@ func TestAgreementArch(t *testing.T) {
 // preGELUBound.
 func checkPreGELU(t *testing.T, path string) {
 	t.Helper()
-	m, err := LoadModel(path, ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ref, err := reference.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, ref := loadWithReference(t, path, path)
 	n := 0
 	for _, d := range compareRun(t, m, ref, prompt40.tokens(t, m)) {
 		if d.hook.Layer != 0 || d.hook.Kind == models.MLPOut || d.hook.Kind == models.ResidPost {
@@ -195,26 +185,9 @@ func TestAgreementArchDetectsChangedBias(t *testing.T) {
 			if !ok {
 				t.Fatalf("no %s", name)
 			}
-			data, err := os.ReadFile(orig)
-			if err != nil {
-				t.Fatal(err)
-			}
-			off := f.DataOffset + int64(ti.Offset) + 4*5 // element 5
-			v := math.Float32frombits(binary.LittleEndian.Uint32(data[off:]))
-			binary.LittleEndian.PutUint32(data[off:], math.Float32bits(v+1))
 			changed := filepath.Join(dir, "changed.gguf")
-			if err := os.WriteFile(changed, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			m, err := LoadModel(changed, ModelParams{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			ref, err := reference.Load(orig)
-			if err != nil {
-				t.Fatal(err)
-			}
+			writeChanged(t, f, ti, 5, 1, changed)
+			m, ref := loadWithReference(t, changed, orig)
 			firstBad := models.Hook{Kind: models.AttnOut, Layer: 1}
 			before := true
 			for _, d := range compareRun(t, m, ref, promptSentence.tokens(t, m)) {
@@ -309,15 +282,7 @@ func TestPatchAgreementArch(t *testing.T) {
 	} {
 		t.Run(tc.c.name, func(t *testing.T) {
 			path := writeArchModel(t, dir, tc.c)
-			m, err := LoadModel(path, ModelParams{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			ref, err := reference.Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, ref := loadWithReference(t, path, path)
 			tokens := promptSentence.tokens(t, m)
 			donor := prompt40.tokens(t, m)[:len(tokens)]
 			hooks := slices.DeleteFunc(allHooks(m.NLayer()), func(h models.Hook) bool { return !m.Hooks.Has(h.Kind) })

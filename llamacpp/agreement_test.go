@@ -179,6 +179,41 @@ func compareRun(t *testing.T, m *Model, ref *reference.Model, tokens []int32) []
 	return out
 }
 
+// writeChanged writes to dst a copy of the GGUF file f in which element i
+// of the F32 tensor ti is increased by delta, and returns the element's
+// value in f.
+func writeChanged(t *testing.T, f *models.File, ti *models.TensorInfo, i int, delta float32, dst string) float32 {
+	t.Helper()
+	data, err := os.ReadFile(f.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := f.DataOffset + int64(ti.Offset) + 4*int64(i)
+	v := math.Float32frombits(binary.LittleEndian.Uint32(data[off:]))
+	binary.LittleEndian.PutUint32(data[off:], math.Float32bits(v+delta))
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// loadWithReference loads path in llama.cpp, closed when the test ends, and
+// refPath in the reference (the same file, or the original of a changed
+// copy).
+func loadWithReference(t *testing.T, path, refPath string) (*Model, *reference.Model) {
+	t.Helper()
+	m, err := LoadModel(path, ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	ref, err := reference.Load(refPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, ref
+}
+
 func argmaxRow(v []float32) int {
 	best := 0
 	for i, x := range v {
@@ -223,15 +258,7 @@ func checkArgmax(t *testing.T, logits hookDiff, allowTies bool) (nearTies int) {
 // runAgreement compares every hook of every prompt of tc with the reference
 // and logs the worst error of each hook kind.
 func runAgreement(t *testing.T, tc agreementCase) {
-	m, err := LoadModel(tc.path, ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ref, err := reference.Load(tc.path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, ref := loadWithReference(t, tc.path, tc.path)
 	worst := map[models.Kind]float64{}
 	logitAbs, nearTies := 0.0, 0
 	for _, p := range tc.prompts {
@@ -414,28 +441,11 @@ func TestAgreementDetectsChangedWeight(t *testing.T) {
 
 	// Element 0 is row 0, column 0: it adds to mlp_out[0] the first hidden
 	// unit times the weight.
-	data, err := os.ReadFile(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := f.DataOffset + int64(ti.Offset)
-	w := math.Float32frombits(binary.LittleEndian.Uint32(data[off:]))
-	binary.LittleEndian.PutUint32(data[off:], math.Float32bits(w+rms))
 	path := filepath.Join(t.TempDir(), "stories260K-changed.gguf")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	w := writeChanged(t, f, ti, 0, rms, path)
 	t.Logf("%s[0] changed from %g to %g (the tensor's root-mean-square weight is %g)", name, w, w+rms, rms)
 
-	m, err := LoadModel(path, ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ref, err := reference.Load(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, ref := loadWithReference(t, path, orig)
 	firstBad := models.Hook{Kind: models.MLPOut, Layer: 2}
 	before := true
 	for _, d := range compareRun(t, m, ref, prompt40.tokens(t, m)) {

@@ -1,41 +1,26 @@
 package llamacpp
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/lldiff/lldiff/models"
 )
 
-// benchModel returns a synthetic model for benchmarks, written once into
-// $TMPDIR/lldiff-bench and reused (it is deterministic).
-func benchModel(b *testing.B, preset string, typ models.GGMLType) string {
+// benchCPUModel loads the bench-cpu preset with Q4_0 weights, written once
+// (models.CachedSynthetic); it is closed when the benchmark ends.
+func benchCPUModel(b *testing.B) *Model {
 	b.Helper()
-	spec, err := models.SynthPreset(preset)
+	path, err := models.CachedSynthetic("bench-cpu", models.Q4_0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	spec.Type = typ
-	dir, err := models.SharedModelsDir()
+	m, err := LoadModel(path, ModelParams{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	spec.VocabPath = filepath.Join(dir, models.VocabLlamaSPM)
-	cache := filepath.Join(os.TempDir(), "lldiff-bench")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	p := filepath.Join(cache, fmt.Sprintf("%s-%s.gguf", preset, typ))
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	if err := models.WriteSynthetic(p, spec); err != nil {
-		b.Fatal(err)
-	}
-	return p
+	b.Cleanup(func() { m.Close() })
+	return m
 }
 
 func benchTokens(n int) []int32 {
@@ -57,12 +42,7 @@ func benchTokens(n int) []int32 {
 // extra output rows against a plain prompt evaluation (logits of the last
 // token only) is reported apart as capture/decode-last-ratio.
 func BenchmarkCaptureOverhead(b *testing.B) {
-	path := benchModel(b, "bench-cpu", models.Q4_0)
-	m, err := LoadModel(path, ModelParams{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
+	m := benchCPUModel(b)
 	toks := [][]int32{benchTokens(20)}
 	bare, err := m.NewContext(ContextParams{NCtx: 256, NoCallback: true})
 	if err != nil {

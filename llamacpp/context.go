@@ -236,64 +236,33 @@ func (c *Context) run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
 	if len(o.Patches) > len(seqs) {
 		return nil, fmt.Errorf("llamacpp: patches for %d sequences but %d sequences to run", len(o.Patches), len(seqs))
 	}
-	// one slot per distinct node
-	var nodes []models.Node
-	slotOf := map[models.Node]int{}
-	hookSlot := make([]int, len(o.Hooks))
-	for i, h := range o.Hooks {
-		if h.Kind == models.Logits {
-			// logits come from llama.cpp's output buffer
-			hookSlot[i] = -1
-			continue
-		}
-		n, ok := c.m.Hooks.Node(h)
-		if !ok {
-			return nil, fmt.Errorf("the %s architecture has no hook %s", c.m.Arch(), h.Name())
-		}
-		if h.Kind.PerLayer() && (h.Layer < 0 || h.Layer >= c.m.NLayer()) {
-			return nil, fmt.Errorf("hook %s: layer out of range, the model has %d layers", h.Name(), c.m.NLayer())
-		}
-		s, ok := slotOf[n]
-		if !ok {
-			s = len(nodes)
-			slotOf[n] = s
-			nodes = append(nodes, n)
-		}
-		hookSlot[i] = s
+	var ns nodeSlots
+	hookSlot, err := c.hookSlots(&ns, o.Hooks)
+	if err != nil {
+		return nil, err
 	}
-	captures := len(nodes) > 0
+	captures := len(ns.nodes) > 0
 	patches := make([][]resolvedPatch, len(seqs))
 	for i, ps := range o.Patches {
-		for _, p := range ps {
-			rp, err := c.resolvePatch(p, len(seqs[i]))
-			if err != nil {
-				return nil, fmt.Errorf("sequence %d: %w", i, err)
-			}
-			s, ok := slotOf[rp.node]
-			if !ok {
-				s = len(nodes)
-				slotOf[rp.node] = s
-				nodes = append(nodes, rp.node)
-			}
-			rp.slot = s
-			patches[i] = append(patches[i], rp)
+		if patches[i], err = c.resolvePatches(&ns, ps, len(seqs[i])); err != nil {
+			return nil, fmt.Errorf("sequence %d: %w", i, err)
 		}
 	}
 	patching := false
 	for _, ps := range patches {
 		patching = patching || len(ps) > 0
 	}
-	if o.NoLogits && len(nodes) > 0 {
+	if o.NoLogits && len(ns.nodes) > 0 {
 		return nil, fmt.Errorf("llamacpp: NoLogits cannot be combined with hooks or patches: the last layer would have one row")
 	}
-	if len(nodes) > 0 && c.p.NoCallback {
+	if len(ns.nodes) > 0 && c.p.NoCallback {
 		return nil, fmt.Errorf("llamacpp: this context was created without the eval callback and cannot capture or patch")
 	}
 	if o.Keep && patching {
 		return nil, fmt.Errorf("llamacpp: Keep leaves the recorder as it is and cannot be combined with Patches")
 	}
 	if !o.Keep {
-		if err := c.rec.Select(nodes); err != nil {
+		if err := c.rec.Select(ns.nodes); err != nil {
 			return nil, err
 		}
 		// patch-only runs copy nothing
@@ -301,12 +270,7 @@ func (c *Context) run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
 	}
 	out := make([]*models.Cache, len(seqs))
 	for start := 0; start < len(seqs); {
-		// a group: at most NSeqMax sequences whose tokens fit the context
-		end, total := start, 0
-		for end < len(seqs) && end-start < c.p.NSeqMax && total+len(seqs[end]) <= c.p.NCtx {
-			total += len(seqs[end])
-			end++
-		}
+		end, total := c.nextGroup(seqs, start)
 		caches, err := c.runGroup(seqs[start:end], patches[start:end], total, o, hookSlot)
 		if err != nil {
 			return nil, err
@@ -318,6 +282,62 @@ func (c *Context) run(seqs [][]int32, o RunOptions) ([]*models.Cache, error) {
 }
 
 func roundUp(n, m int) int { return (n + m - 1) / m * m }
+
+// nodeSlots gives each distinct graph node of a run one recorder slot, in
+// the order the nodes are first asked for; nodes is the recorder's
+// selection.
+type nodeSlots struct {
+	nodes  []models.Node
+	slotOf map[models.Node]int
+}
+
+// slot returns the slot of n, adding n if it has none yet.
+func (ns *nodeSlots) slot(n models.Node) int {
+	s, ok := ns.slotOf[n]
+	if !ok {
+		if ns.slotOf == nil {
+			ns.slotOf = map[models.Node]int{}
+		}
+		s = len(ns.nodes)
+		ns.slotOf[n] = s
+		ns.nodes = append(ns.nodes, n)
+	}
+	return s
+}
+
+// hookSlots checks hooks against the model and returns the slot of each
+// hook's node in ns, or -1 for logits, which come from llama.cpp's output
+// buffer.
+func (c *Context) hookSlots(ns *nodeSlots, hooks []models.Hook) ([]int, error) {
+	hookSlot := make([]int, len(hooks))
+	for i, h := range hooks {
+		if h.Kind == models.Logits {
+			hookSlot[i] = -1
+			continue
+		}
+		n, ok := c.m.Hooks.Node(h)
+		if !ok {
+			return nil, fmt.Errorf("the %s architecture has no hook %s", c.m.Arch(), h.Name())
+		}
+		if h.Kind.PerLayer() && (h.Layer < 0 || h.Layer >= c.m.NLayer()) {
+			return nil, fmt.Errorf("hook %s: layer out of range, the model has %d layers", h.Name(), c.m.NLayer())
+		}
+		hookSlot[i] = ns.slot(n)
+	}
+	return hookSlot, nil
+}
+
+// nextGroup returns the end of the group of sequences decoded together
+// from seqs[start] on, at most NSeqMax sequences whose tokens fit the
+// context, and its token count.
+func (c *Context) nextGroup(seqs [][]int32, start int) (end, total int) {
+	end = start
+	for end < len(seqs) && end-start < c.p.NSeqMax && total+len(seqs[end]) <= c.p.NCtx {
+		total += len(seqs[end])
+		end++
+	}
+	return end, total
+}
 
 func (c *Context) runGroup(seqs [][]int32, patches [][]resolvedPatch, total int, o RunOptions, hookSlot []int) ([]*models.Cache, error) {
 	C.llama_memory_clear(C.llama_get_memory(c.c), true)
@@ -334,24 +354,18 @@ func (c *Context) runGroup(seqs [][]int32, patches [][]resolvedPatch, total int,
 			logits[i] = make([]float32, len(s)*nVocab)
 		}
 	}
-	// flat token order: sequence by sequence
-	flat := make([]batchTok, 0, total)
-	var pseqs []patchSeq
+	// flat token order: sequence by sequence; every token asks for logits
+	// unless NoLogits: otherwise llama.cpp cuts the last layer down to the
+	// rows that output
+	b := tokBatch{toks: make([]batchTok, 0, total)}
 	for si, s := range seqs {
-		if len(patches[si]) > 0 {
-			pseqs = append(pseqs, patchSeq{row0: len(flat), pos0: 0, n: len(s), patches: patches[si]})
-		}
-		for p, t := range s {
-			// every token asks for logits: otherwise llama.cpp cuts the
-			// last layer down to the rows that output
-			out := !o.NoLogits || p == len(s)-1
-			flat = append(flat, batchTok{tok: t, pos: p, seq: si, logits: out})
-		}
+		b.add(s, 0, si, !o.NoLogits, patches[si])
 	}
+	flat := b.toks
 	var want map[int]int
 	if !o.Keep {
 		var err error
-		if want, err = c.installPatches(pseqs, total); err != nil {
+		if want, err = c.installPatches(b.pseqs, total); err != nil {
 			return nil, err
 		}
 	}
@@ -425,6 +439,24 @@ type batchTok struct {
 	pos    int
 	seq    int
 	logits bool
+}
+
+// tokBatch gathers the tokens of one decode and where their patches go.
+type tokBatch struct {
+	toks  []batchTok
+	pseqs []patchSeq
+}
+
+// add appends the tokens of s from position from on as sequence seq, all
+// asking for logits when allLogits is set and only the last one otherwise,
+// and places the sequence's patches on their rows.
+func (b *tokBatch) add(s []int32, from, seq int, allLogits bool, patches []resolvedPatch) {
+	if len(patches) > 0 {
+		b.pseqs = append(b.pseqs, patchSeq{row0: len(b.toks), pos0: from, n: len(s) - from, patches: patches})
+	}
+	for p := from; p < len(s); p++ {
+		b.toks = append(b.toks, batchTok{tok: s[p], pos: p, seq: seq, logits: allLogits || p == len(s)-1})
+	}
 }
 
 // decode feeds toks to llama_decode, NBatch at a time, and calls out with

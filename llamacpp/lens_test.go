@@ -428,6 +428,25 @@ func lensBenchModel(b *testing.B) (*Model, []int32) {
 	return m, ids
 }
 
+// lensBenchRows returns the rows the lens benchmarks unembed: resid_post of
+// every layer at the last benchPositions positions of ids.
+func lensBenchRows(b *testing.B, m *Model, ids []int32) []float32 {
+	b.Helper()
+	var hooks []models.Hook
+	for l := range m.NLayer() {
+		hooks = append(hooks, models.Hook{Kind: models.ResidPost, Layer: l})
+	}
+	c := runOne(b, m, ContextParams{}, [][]int32{ids}, hooks)[0]
+	var rows []float32
+	for _, h := range hooks {
+		a := get(b, c, h)
+		for p := len(ids) - benchPositions; p < len(ids); p++ {
+			rows = append(rows, a.Row(p)...)
+		}
+	}
+	return rows
+}
+
 // benchPrompt is the prompt length of BenchmarkDecode; BenchmarkUnembed
 // lenses benchPositions of its positions at every layer.
 const (
@@ -440,18 +459,7 @@ const (
 // BenchmarkDecode, one forward pass of that prompt.
 func BenchmarkUnembed(b *testing.B) {
 	m, ids := lensBenchModel(b)
-	var hooks []models.Hook
-	for l := range m.NLayer() {
-		hooks = append(hooks, models.Hook{Kind: models.ResidPost, Layer: l})
-	}
-	c := runOne(b, m, ContextParams{}, [][]int32{ids}, hooks)[0]
-	var rows []float32
-	for l := range m.NLayer() {
-		a := get(b, c, models.Hook{Kind: models.ResidPost, Layer: l})
-		for p := len(ids) - benchPositions; p < len(ids); p++ {
-			rows = append(rows, a.Row(p)...)
-		}
-	}
+	rows := lensBenchRows(b, m, ids)
 	n := len(rows) / m.NEmbd()
 	u, err := m.NewUnembedder(0)
 	if err != nil {
@@ -488,18 +496,7 @@ func BenchmarkDecode(b *testing.B) {
 // the two, and reports lens/decode-ratio (target ≤ 0.5).
 func BenchmarkLensRatio(b *testing.B) {
 	m, ids := lensBenchModel(b)
-	var hooks []models.Hook
-	for l := range m.NLayer() {
-		hooks = append(hooks, models.Hook{Kind: models.ResidPost, Layer: l})
-	}
-	c := runOne(b, m, ContextParams{}, [][]int32{ids}, hooks)[0]
-	var rows []float32
-	for l := range m.NLayer() {
-		a := get(b, c, models.Hook{Kind: models.ResidPost, Layer: l})
-		for p := len(ids) - benchPositions; p < len(ids); p++ {
-			rows = append(rows, a.Row(p)...)
-		}
-	}
+	rows := lensBenchRows(b, m, ids)
 	n := len(rows) / m.NEmbd()
 	u, err := m.NewUnembedder(0)
 	if err != nil {

@@ -109,6 +109,21 @@ func (c *Context) resolvePatch(p Patch, n int) (resolvedPatch, error) {
 	return rp, nil
 }
 
+// resolvePatches checks the patches of a sequence of n tokens (see
+// resolvePatch) and gives each the slot of its node in ns.
+func (c *Context) resolvePatches(ns *nodeSlots, ps []Patch, n int) ([]resolvedPatch, error) {
+	var out []resolvedPatch
+	for _, p := range ps {
+		rp, err := c.resolvePatch(p, n)
+		if err != nil {
+			return nil, err
+		}
+		rp.slot = ns.slot(rp.node)
+		out = append(out, rp)
+	}
+	return out, nil
+}
+
 // patchSeq places the patches of one sequence in a decode: its tokens from
 // position pos0 on are the flat batch rows row0, row0+1, ...
 type patchSeq struct {
@@ -253,25 +268,16 @@ func (c *Context) Patch(base []int32, variants [][]Patch, o PatchOptions) (*Patc
 	res := &PatchResult{Variants: make([][]float32, len(variants))}
 
 	// resolve every patch; one recorder slot per distinct node
-	var nodes []models.Node
-	slotOf := map[models.Node]int{}
+	var ns nodeSlots
 	resolved := make([][]resolvedPatch, len(variants))
 	start := make([]int, len(variants)) // first decoded position of each variant
 	for i, ps := range variants {
+		var err error
+		if resolved[i], err = c.resolvePatches(&ns, ps, n); err != nil {
+			return nil, fmt.Errorf("variant %d: %w", i, err)
+		}
 		start[i] = firstLogit
-		for _, p := range ps {
-			rp, err := c.resolvePatch(p, n)
-			if err != nil {
-				return nil, fmt.Errorf("variant %d: %w", i, err)
-			}
-			s, ok := slotOf[rp.node]
-			if !ok {
-				s = len(nodes)
-				slotOf[rp.node] = s
-				nodes = append(nodes, rp.node)
-			}
-			rp.slot = s
-			resolved[i] = append(resolved[i], rp)
+		for _, rp := range resolved[i] {
 			if len(rp.positions) > 0 {
 				start[i] = min(start[i], slices.Min(rp.positions))
 			}
@@ -280,7 +286,7 @@ func (c *Context) Patch(base []int32, variants [][]Patch, o PatchOptions) (*Patc
 			start[i] = 0
 		}
 	}
-	if err := c.rec.Select(nodes); err != nil {
+	if err := c.rec.Select(ns.nodes); err != nil {
 		return nil, err
 	}
 	c.rec.SetRecord(false)
@@ -301,10 +307,9 @@ func (c *Context) Patch(base []int32, variants [][]Patch, o PatchOptions) (*Patc
 	c.rec.Reset()
 	c.rec.ClearPatches()
 	res.Base = make([]float32, len(logitPos)*nVocab)
-	toks := make([]batchTok, n)
-	for p, t := range base {
-		toks[p] = batchTok{tok: t, pos: p, seq: 0, logits: true}
-	}
+	b := tokBatch{toks: make([]batchTok, 0, n)}
+	b.add(base, 0, 0, true, nil)
+	toks := b.toks
 	if err := c.decode(toks, func(i int, row []float32) { gather(res.Base, i, row) }); err != nil {
 		return nil, err
 	}
@@ -363,20 +368,17 @@ func (c *Context) Patch(base []int32, variants [][]Patch, o PatchOptions) (*Patc
 		}
 		group := order[g0:g1]
 		c.rec.Reset()
-		toks = toks[:0]
-		var pseqs []patchSeq
+		b = tokBatch{toks: b.toks[:0]}
 		for k, vi := range group {
 			seq := k + 1
 			if start[vi] > 0 {
 				C.llama_memory_seq_cp(mem, 0, C.llama_seq_id(seq), 0, C.llama_pos(start[vi]))
 			}
-			pseqs = append(pseqs, patchSeq{row0: len(toks), pos0: start[vi], n: n - start[vi], patches: resolved[vi]})
-			for p := start[vi]; p < n; p++ {
-				toks = append(toks, batchTok{tok: base[p], pos: p, seq: seq, logits: true})
-			}
+			b.add(base, start[vi], seq, true, resolved[vi])
 			res.Variants[vi] = make([]float32, len(logitPos)*nVocab)
 		}
-		want, err := c.installPatches(pseqs, len(toks))
+		toks = b.toks
+		want, err := c.installPatches(b.pseqs, len(toks))
 		if err != nil {
 			return nil, err
 		}

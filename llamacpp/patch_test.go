@@ -528,11 +528,7 @@ func BenchmarkPatch(b *testing.B) {
 		}
 	})
 	b.Run("bench-cpu", func(b *testing.B) {
-		m, err := LoadModel(benchModel(b, "bench-cpu", models.Q4_0), ModelParams{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
+		m := benchCPUModel(b)
 		clean := benchTokens(20)
 		corrupt := slices.Clone(clean)
 		corrupt[10]++

@@ -63,43 +63,21 @@ func (c *Context) RunRows(seqs [][]int32, pos [][]int, hooks []models.Hook) ([]*
 		slices.Sort(o)
 		outs[i] = slices.Compact(o)
 	}
-	var nodes []models.Node
-	slotOf := map[models.Node]int{}
-	hookSlot := make([]int, len(hooks))
-	for i, h := range hooks {
-		if h.Kind == models.Logits {
-			hookSlot[i] = -1
-			continue
-		}
-		n, ok := c.m.Hooks.Node(h)
-		if !ok {
-			return nil, fmt.Errorf("the %s architecture has no hook %s", c.m.Arch(), h.Name())
-		}
-		if h.Kind.PerLayer() && (h.Layer < 0 || h.Layer >= c.m.NLayer()) {
-			return nil, fmt.Errorf("hook %s: layer out of range, the model has %d layers", h.Name(), c.m.NLayer())
-		}
-		s, ok := slotOf[n]
-		if !ok {
-			s = len(nodes)
-			slotOf[n] = s
-			nodes = append(nodes, n)
-		}
-		hookSlot[i] = s
+	var ns nodeSlots
+	hookSlot, err := c.hookSlots(&ns, hooks)
+	if err != nil {
+		return nil, err
 	}
-	if len(nodes) > 0 && c.p.NoCallback {
+	if len(ns.nodes) > 0 && c.p.NoCallback {
 		return nil, fmt.Errorf("llamacpp: this context was created without the eval callback and cannot capture")
 	}
-	if err := c.rec.Select(nodes); err != nil {
+	if err := c.rec.Select(ns.nodes); err != nil {
 		return nil, err
 	}
 	c.rec.SetRecord(true)
 	out := make([]*SeqRows, len(seqs))
 	for start := 0; start < len(seqs); {
-		end, total := start, 0
-		for end < len(seqs) && end-start < c.p.NSeqMax && total+len(seqs[end]) <= c.p.NCtx {
-			total += len(seqs[end])
-			end++
-		}
+		end, total := c.nextGroup(seqs, start)
 		if err := c.runRowsGroup(seqs[start:end], pos[start:end], outs[start:end], total, hooks, hookSlot, out[start:end]); err != nil {
 			return nil, err
 		}

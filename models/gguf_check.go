@@ -151,27 +151,28 @@ func (c *checker) tensor(f *File, name string, dims ...int) {
 	}
 }
 
-func (c *checker) llama(f *File) {
-	const a = "llama."
+// requireHParams checks the types of the hyperparameters every supported
+// architecture has (keys under a, such as "llama."), with normEps the key
+// of its norm epsilon.
+func (c *checker) requireHParams(f *File, a, normEps string) {
 	c.requireType(f, a+"context_length", ggufUint32, true, false)
 	c.requireType(f, a+"embedding_length", ggufUint32, true, false)
 	c.requireType(f, a+"block_count", ggufUint32, true, false)
 	c.requireType(f, a+"feed_forward_length", ggufUint32, true, true)
 	c.requireType(f, a+"attention.head_count", ggufUint32, true, true)
 	c.requireType(f, a+"attention.head_count_kv", ggufUint32, false, true)
-	c.requireType(f, a+"attention.layer_norm_rms_epsilon", ggufFloat32, true, false)
+	c.requireType(f, a+normEps, ggufFloat32, true, false)
 	c.requireType(f, a+"attention.key_length", ggufUint32, false, false)
 	c.requireType(f, a+"attention.value_length", ggufUint32, false, false)
-	c.requireType(f, a+"rope.dimension_count", ggufUint32, false, false)
-	c.requireType(f, a+"rope.freq_base", ggufFloat32, false, false)
-	c.requireType(f, "tokenizer.ggml.model", ggufString, true, false)
-	if c.n > 0 {
-		return
-	}
+}
+
+// info returns f's Info and checks its vocabulary and special tokens; it
+// returns nil, with the problem added, when the Info cannot be read.
+func (c *checker) info(f *File) *Info {
 	in, err := f.Info()
 	if err != nil {
 		c.addf("%s", problemOf(err))
-		return
+		return nil
 	}
 	if in.NVocab == 0 {
 		c.addf("no tokenizer.ggml.tokens: the file has no vocabulary")
@@ -183,6 +184,50 @@ func (c *checker) llama(f *File) {
 		if id.v >= in.NVocab && in.NVocab > 0 {
 			c.addf("tokenizer.ggml.%s_token_id is %d, outside the vocabulary of %d tokens", id.name, id.v, in.NVocab)
 		}
+	}
+	return in
+}
+
+// layerDims returns the head counts and feed-forward length of layer il of
+// arch (one value for all layers, or a per-layer array) and checks them;
+// ok is false after a problem. With spanDModel the heads must span d_model,
+// as the gpt2 and gptneox graphs need.
+func (c *checker) layerDims(f *File, in *Info, arch string, il int, spanDModel bool) (nHead, nKV, dff int, ok bool) {
+	a := arch + "."
+	nHead, err1 := f.layerUint(a+"attention.head_count", il, 0)
+	nKV, err2 := f.layerUint(a+"attention.head_count_kv", il, nHead)
+	dff, err3 := f.layerUint(a+"feed_forward_length", il, 0)
+	if err := firstErr(err1, err2, err3); err != nil {
+		c.addf("%s", problemOf(err))
+		return 0, 0, 0, false
+	}
+	if nHead <= 0 || nKV <= 0 || nHead%nKV != 0 {
+		c.addf("layer %d has %d heads and %d key/value heads; both must be positive and the first a multiple of the second", il, nHead, nKV)
+		return 0, 0, 0, false
+	}
+	if spanDModel && nHead*in.DHead != in.DModel {
+		c.addf("layer %d has %d heads of %d, not d_model %d: the %s graph needs them equal", il, nHead, in.DHead, in.DModel, arch)
+		return 0, 0, 0, false
+	}
+	if dff <= 0 {
+		c.addf("layer %d has feed_forward_length %d", il, dff)
+		return 0, 0, 0, false
+	}
+	return nHead, nKV, dff, true
+}
+
+func (c *checker) llama(f *File) {
+	const a = "llama."
+	c.requireHParams(f, a, "attention.layer_norm_rms_epsilon")
+	c.requireType(f, a+"rope.dimension_count", ggufUint32, false, false)
+	c.requireType(f, a+"rope.freq_base", ggufFloat32, false, false)
+	c.requireType(f, "tokenizer.ggml.model", ggufString, true, false)
+	if c.n > 0 {
+		return
+	}
+	in := c.info(f)
+	if in == nil {
+		return
 	}
 	if in.NLayer <= 0 || in.DModel <= 0 {
 		c.addf("block_count %d and embedding_length %d must be positive", in.NLayer, in.DModel)
@@ -216,19 +261,8 @@ func (c *checker) llama(f *File) {
 		c.tensor(f, "output.weight", in.DModel, in.NVocab)
 	}
 	for il := range in.NLayer {
-		nHead, err1 := f.layerUint(a+"attention.head_count", il, 0)
-		nKV, err2 := f.layerUint(a+"attention.head_count_kv", il, nHead)
-		dff, err3 := f.layerUint(a+"feed_forward_length", il, 0)
-		if err := firstErr(err1, err2, err3); err != nil {
-			c.addf("%s", problemOf(err))
-			return
-		}
-		if nHead <= 0 || nKV <= 0 || nHead%nKV != 0 {
-			c.addf("layer %d has %d heads and %d key/value heads; both must be positive and the first a multiple of the second", il, nHead, nKV)
-			return
-		}
-		if dff <= 0 {
-			c.addf("layer %d has feed_forward_length %d", il, dff)
+		nHead, nKV, dff, ok := c.layerDims(f, in, "llama", il, false)
+		if !ok {
 			return
 		}
 		p := fmt.Sprintf("blk.%d.", il)

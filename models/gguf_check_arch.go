@@ -9,15 +9,7 @@ import "fmt"
 // partial NEOX rotary embeddings and use_parallel_residual for gptneox.
 func (c *checker) layerNormArch(f *File, arch string) {
 	a := arch + "."
-	c.requireType(f, a+"context_length", ggufUint32, true, false)
-	c.requireType(f, a+"embedding_length", ggufUint32, true, false)
-	c.requireType(f, a+"block_count", ggufUint32, true, false)
-	c.requireType(f, a+"feed_forward_length", ggufUint32, true, true)
-	c.requireType(f, a+"attention.head_count", ggufUint32, true, true)
-	c.requireType(f, a+"attention.head_count_kv", ggufUint32, false, true)
-	c.requireType(f, a+"attention.layer_norm_epsilon", ggufFloat32, true, false)
-	c.requireType(f, a+"attention.key_length", ggufUint32, false, false)
-	c.requireType(f, a+"attention.value_length", ggufUint32, false, false)
+	c.requireHParams(f, a, "attention.layer_norm_epsilon")
 	if arch == "gptneox" {
 		c.requireType(f, a+"use_parallel_residual", ggufBool, true, false)
 		c.requireType(f, a+"rope.dimension_count", ggufUint32, false, false)
@@ -27,21 +19,9 @@ func (c *checker) layerNormArch(f *File, arch string) {
 	if c.n > 0 {
 		return
 	}
-	in, err := f.Info()
-	if err != nil {
-		c.addf("%s", problemOf(err))
+	in := c.info(f)
+	if in == nil {
 		return
-	}
-	if in.NVocab == 0 {
-		c.addf("no tokenizer.ggml.tokens: the file has no vocabulary")
-	}
-	for _, id := range []struct {
-		name string
-		v    int
-	}{{"bos", in.BOS}, {"eos", in.EOS}} {
-		if id.v >= in.NVocab && in.NVocab > 0 {
-			c.addf("tokenizer.ggml.%s_token_id is %d, outside the vocabulary of %d tokens", id.name, id.v, in.NVocab)
-		}
 	}
 	if in.NLayer <= 0 || in.DModel <= 0 || in.NCtxTrain <= 0 {
 		c.addf("block_count %d, embedding_length %d and context_length %d must be positive", in.NLayer, in.DModel, in.NCtxTrain)
@@ -78,23 +58,8 @@ func (c *checker) layerNormArch(f *File, arch string) {
 		c.tensor(f, "output.weight", d, in.NVocab)
 	}
 	for il := range in.NLayer {
-		nHead, err1 := f.layerUint(a+"attention.head_count", il, 0)
-		nKV, err2 := f.layerUint(a+"attention.head_count_kv", il, nHead)
-		dff, err3 := f.layerUint(a+"feed_forward_length", il, 0)
-		if err := firstErr(err1, err2, err3); err != nil {
-			c.addf("%s", problemOf(err))
-			return
-		}
-		if nHead <= 0 || nKV <= 0 || nHead%nKV != 0 {
-			c.addf("layer %d has %d heads and %d key/value heads; both must be positive and the first a multiple of the second", il, nHead, nKV)
-			return
-		}
-		if nHead*in.DHead != d {
-			c.addf("layer %d has %d heads of %d, not d_model %d: the %s graph needs them equal", il, nHead, in.DHead, d, arch)
-			return
-		}
-		if dff <= 0 {
-			c.addf("layer %d has feed_forward_length %d", il, dff)
+		_, nKV, dff, ok := c.layerDims(f, in, arch, il, true)
+		if !ok {
 			return
 		}
 		qkv := d + 2*nKV*in.DHead

@@ -18,15 +18,7 @@ func tinyModel(t *testing.T, typ GGMLType) *File {
 	}
 	s.Type = typ
 	s.VocabPath = sharedModel(t, VocabLlamaSPM)
-	p := filepath.Join(t.TempDir(), "tiny-"+typ.String()+".gguf")
-	if err := WriteSynthetic(p, s); err != nil {
-		t.Fatal(err)
-	}
-	f, err := Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return writeSynth(t, s)
 }
 
 // rewrite writes f again with its metadata changed by edit, keeping the

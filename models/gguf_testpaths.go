@@ -82,3 +82,30 @@ func SharedModelPath(name string) (string, error) {
 // SkipShared reports whether $LLDIFF_SKIP_SHARED is 1: tests that need a
 // missing shared model should then skip instead of fail.
 func SkipShared() bool { return os.Getenv(SkipSharedEnv) == "1" }
+
+// CachedSynthetic returns the path of the synthetic model of a preset (see
+// SynthPreset) with matrices of type t, with the architecture's shared
+// vocabulary (see SynthVocab). It writes the model once into
+// $TMPDIR/lldiff-bench and reuses it afterwards: WriteSynthetic is
+// deterministic, so a file left by an earlier run, or written meanwhile by
+// another process, has the same bytes. Benchmarks use it to avoid writing
+// a large model on every run.
+func CachedSynthetic(preset string, t GGMLType) (string, error) {
+	spec, err := SynthPreset(preset)
+	if err != nil {
+		return "", err
+	}
+	spec.Type = t
+	cache := filepath.Join(os.TempDir(), "lldiff-bench")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return "", err
+	}
+	p := filepath.Join(cache, fmt.Sprintf("%s-%s.gguf", preset, t))
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if err := WriteSynthetic(p, spec); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	return p, nil
+}

@@ -154,6 +154,31 @@ func biasAdd(tensor string, l int) Node {
 	return Node{Layer: -1, Op: "ADD", Src: fmt.Sprintf("blk.%d.%s.bias", l, tensor)}
 }
 
+// commonNode returns the node of the hooks that llama.cpp's llama, gpt2
+// and gptneox graphs name alike; the tables below give the others
+// (resid_pre, attn_out, mlp_out) and fall back on it:
+//
+//	z           kqv_out-L
+//	resid_mid   ffn_inp-L (where the architecture has one)
+//	resid_post  l_out-L
+//	ln_final    result_norm
+//	logits      result_output
+func commonNode(h Hook) Node {
+	switch h.Kind {
+	case Z:
+		return named("kqv_out", h.Layer)
+	case ResidMid:
+		return named("ffn_inp", h.Layer)
+	case ResidPost:
+		return named("l_out", h.Layer)
+	case LnFinal:
+		return named("result_norm", -1)
+	case Logits:
+		return named("result_output", -1)
+	}
+	panic("models: no node for " + string(h.Kind))
+}
+
 var llamaTable = &HookTable{
 	Arch:  "llama",
 	Kinds: []Kind{ResidPre, Z, AttnOut, ResidMid, MLPOut, ResidPost, LnFinal, Logits},
@@ -165,22 +190,12 @@ var llamaTable = &HookTable{
 		switch h.Kind {
 		case ResidPre:
 			return residPre("inp_embd", h.Layer)
-		case Z:
-			return named("kqv_out", h.Layer)
 		case AttnOut:
 			return named("attn_out", h.Layer)
-		case ResidMid:
-			return named("ffn_inp", h.Layer)
 		case MLPOut:
 			return Node{Name: "ffn_out", Layer: h.Layer, NotSrc: fmt.Sprintf("ffn_inp-%d", h.Layer)}
-		case ResidPost:
-			return named("l_out", h.Layer)
-		case LnFinal:
-			return named("result_norm", -1)
-		case Logits:
-			return named("result_output", -1)
 		}
-		panic("models: no node for " + string(h.Kind))
+		return commonNode(h)
 	},
 }
 
@@ -202,22 +217,12 @@ var gpt2Table = &HookTable{
 		switch h.Kind {
 		case ResidPre:
 			return residPre("inpL", h.Layer)
-		case Z:
-			return named("kqv_out", h.Layer)
 		case AttnOut:
 			return biasAdd("attn_output", h.Layer)
-		case ResidMid:
-			return named("ffn_inp", h.Layer)
 		case MLPOut:
 			return named("ffn_out", h.Layer)
-		case ResidPost:
-			return named("l_out", h.Layer)
-		case LnFinal:
-			return named("result_norm", -1)
-		case Logits:
-			return named("result_output", -1)
 		}
-		panic("models: no node for " + string(h.Kind))
+		return commonNode(h)
 	},
 }
 
@@ -238,22 +243,14 @@ var gptneoxParallelTable = &HookTable{
 		switch h.Kind {
 		case ResidPre:
 			return residPre("inp_embd", h.Layer)
-		case Z:
-			return named("kqv_out", h.Layer)
 		case AttnOut:
 			return biasAdd("attn_output", h.Layer)
 		case MLPOut:
 			// llama.cpp also names the add of the layer input to the MLP
 			// output ffn_out-L; that one reads the MLP output.
 			return Node{Name: "ffn_out", Layer: h.Layer, NotSrc: fmt.Sprintf("ffn_out-%d", h.Layer)}
-		case ResidPost:
-			return named("l_out", h.Layer)
-		case LnFinal:
-			return named("result_norm", -1)
-		case Logits:
-			return named("result_output", -1)
 		}
-		panic("models: no node for " + string(h.Kind))
+		return commonNode(h)
 	},
 }
 
@@ -268,22 +265,12 @@ var gptneoxSequentialTable = &HookTable{
 		switch h.Kind {
 		case ResidPre:
 			return residPre("inp_embd", h.Layer)
-		case Z:
-			return named("kqv_out", h.Layer)
 		case AttnOut:
 			return biasAdd("attn_output", h.Layer)
-		case ResidMid:
-			return named("ffn_inp", h.Layer)
 		case MLPOut:
 			return named("ffn_out", h.Layer)
-		case ResidPost:
-			return named("l_out", h.Layer)
-		case LnFinal:
-			return named("result_norm", -1)
-		case Logits:
-			return named("result_output", -1)
 		}
-		panic("models: no node for " + string(h.Kind))
+		return commonNode(h)
 	},
 }
 

@@ -218,46 +218,20 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 	if s.Arch != "llama" {
 		return writeSyntheticLayerNorm(path, s, vocab, nVocab)
 	}
-	ftype, _ := FileTypeFor(s.Type)
 	dHead := s.DModel / s.NHead
-
-	w := &Writer{Overwrite: s.Overwrite}
 	const a = "llama."
-	kvs := []KV{
-		{"general.architecture", "llama"},
-		{"general.name", s.Name},
-		{"general.file_type", ftype},
-		{"general.alignment", uint32(DefaultAlignment)},
-		{a + "context_length", uint32(s.NCtx)},
-		{a + "embedding_length", uint32(s.DModel)},
-		{a + "block_count", uint32(s.NLayer)},
-		{a + "feed_forward_length", uint32(s.DFF)},
-		{a + "attention.head_count", uint32(s.NHead)},
-		{a + "attention.head_count_kv", uint32(s.NHeadKV)},
-		{a + "rope.dimension_count", uint32(dHead)},
-		{a + "rope.freq_base", float32(s.RopeBase)},
-		{a + "attention.layer_norm_rms_epsilon", float32(s.NormEps)},
-		{a + "vocab_size", uint32(nVocab)},
-		{"lldiff.synthetic.seed", s.Seed},
-	}
-	for _, kv := range vocab.KVs {
-		if strings.HasPrefix(kv.Key, "tokenizer.") {
-			kvs = append(kvs, kv)
-		}
-	}
-	for _, kv := range kvs {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
-			return err
-		}
+	w, err := newSynthWriter(s, vocab, nVocab,
+		KV{a + "rope.dimension_count", uint32(dHead)},
+		KV{a + "rope.freq_base", float32(s.RopeBase)},
+		KV{a + "attention.layer_norm_rms_epsilon", float32(s.NormEps)},
+	)
+	if err != nil {
+		return err
 	}
 
 	d, v, ff := uint64(s.DModel), uint64(nVocab), uint64(s.DFF)
 	qDim, kvDim := uint64(s.NHead*dHead), uint64(s.NHeadKV*dHead)
-	matrix := func(name string, dims []uint64, sigma float64) error {
-		return w.AddTensorFunc(name, s.Type, dims, func(out io.Writer) error {
-			return generate(out, s.Type, dims[0]*dims[1], sigma, tensorSeed(s.Seed, name))
-		})
-	}
+	matrix := w.matrix
 	norm := func(name string) error {
 		return w.AddTensorFunc(name, F32, []uint64{d}, func(out io.Writer) error {
 			return generateNorm(out, d, tensorSeed(s.Seed, name))
@@ -288,6 +262,55 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 		return err
 	}
 	return w.WriteFile(path)
+}
+
+// synthWriter is the Writer of one synthetic model.
+type synthWriter struct {
+	*Writer
+	s SynthSpec
+}
+
+// newSynthWriter returns a writer for the model of s that holds its
+// metadata: the keys of every architecture, then archKVs, then the
+// vocabulary size, the seed and every tokenizer.* key of vocab.
+func newSynthWriter(s SynthSpec, vocab *File, nVocab int, archKVs ...KV) (*synthWriter, error) {
+	ftype, _ := FileTypeFor(s.Type)
+	a := s.Arch + "."
+	kvs := []KV{
+		{"general.architecture", s.Arch},
+		{"general.name", s.Name},
+		{"general.file_type", ftype},
+		{"general.alignment", uint32(DefaultAlignment)},
+		{a + "context_length", uint32(s.NCtx)},
+		{a + "embedding_length", uint32(s.DModel)},
+		{a + "block_count", uint32(s.NLayer)},
+		{a + "feed_forward_length", uint32(s.DFF)},
+		{a + "attention.head_count", uint32(s.NHead)},
+		{a + "attention.head_count_kv", uint32(s.NHeadKV)},
+	}
+	kvs = append(kvs, archKVs...)
+	kvs = append(kvs, KV{a + "vocab_size", uint32(nVocab)}, KV{"lldiff.synthetic.seed", s.Seed})
+	for _, kv := range vocab.KVs {
+		if strings.HasPrefix(kv.Key, "tokenizer.") {
+			kvs = append(kvs, kv)
+		}
+	}
+	w := &synthWriter{Writer: &Writer{Overwrite: s.Overwrite}, s: s}
+	for _, kv := range kvs {
+		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// matrix adds a matrix of the model's type with random values of standard
+// deviation sigma (see generate).
+func (w *synthWriter) matrix(name string, dims []uint64, sigma float64) error {
+	s := w.s
+	return w.AddTensorFunc(name, s.Type, dims, func(out io.Writer) error {
+		return generate(out, s.Type, dims[0]*dims[1], sigma, tensorSeed(s.Seed, name))
+	})
 }
 
 // tensorSeed derives the seed of one tensor from the model seed and the

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strings"
 )
 
 // synthVocabs are the shared vocabularies of each architecture WriteSynthetic
@@ -54,49 +53,24 @@ const (
 // and every bias is 0.1·N(0,1), all F32, so that a forgotten bias or
 // position shows as an error of order 0.1, far above any rounding.
 func writeSyntheticLayerNorm(path string, s SynthSpec, vocab *File, nVocab int) error {
-	ftype, _ := FileTypeFor(s.Type)
 	dHead := s.DModel / s.NHead
 	a := s.Arch + "."
-	kvs := []KV{
-		{"general.architecture", s.Arch},
-		{"general.name", s.Name},
-		{"general.file_type", ftype},
-		{"general.alignment", uint32(DefaultAlignment)},
-		{a + "context_length", uint32(s.NCtx)},
-		{a + "embedding_length", uint32(s.DModel)},
-		{a + "block_count", uint32(s.NLayer)},
-		{a + "feed_forward_length", uint32(s.DFF)},
-		{a + "attention.head_count", uint32(s.NHead)},
-		{a + "attention.head_count_kv", uint32(s.NHeadKV)},
-		{a + "attention.layer_norm_epsilon", float32(s.NormEps)},
-	}
+	archKVs := []KV{{a + "attention.layer_norm_epsilon", float32(s.NormEps)}}
 	if s.Arch == "gptneox" {
-		kvs = append(kvs,
+		archKVs = append(archKVs,
 			KV{a + "rope.dimension_count", uint32(s.RopeDim)},
 			KV{a + "rope.freq_base", float32(s.RopeBase)},
 			KV{a + "use_parallel_residual", !s.SequentialResidual},
 		)
 	}
-	kvs = append(kvs, KV{a + "vocab_size", uint32(nVocab)}, KV{"lldiff.synthetic.seed", s.Seed})
-	for _, kv := range vocab.KVs {
-		if strings.HasPrefix(kv.Key, "tokenizer.") {
-			kvs = append(kvs, kv)
-		}
-	}
-	w := &Writer{Overwrite: s.Overwrite}
-	for _, kv := range kvs {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
-			return err
-		}
+	w, err := newSynthWriter(s, vocab, nVocab, archKVs...)
+	if err != nil {
+		return err
 	}
 
 	d, v, ff := uint64(s.DModel), uint64(nVocab), uint64(s.DFF)
 	qkv := d + 2*uint64(s.NHeadKV*dHead)
-	matrix := func(name string, dims []uint64, sigma float64) error {
-		return w.AddTensorFunc(name, s.Type, dims, func(out io.Writer) error {
-			return generate(out, s.Type, dims[0]*dims[1], sigma, tensorSeed(s.Seed, name))
-		})
-	}
+	matrix := w.matrix
 	vector := func(name string, n uint64, mean, sigma float64) error {
 		return w.AddTensorFunc(name, F32, []uint64{n}, func(out io.Writer) error {
 			return generateVector(out, n, mean, sigma, tensorSeed(s.Seed, name))
@@ -110,7 +84,7 @@ func writeSyntheticLayerNorm(path string, s SynthSpec, vocab *File, nVocab int) 
 	norm := func(prefix string) error {
 		return errors.Join(vector(prefix+".weight", d, 1, 0.02), vector(prefix+".bias", d, 0, synthBiasSigma))
 	}
-	err := matrix("token_embd.weight", []uint64{d, v}, 1)
+	err = matrix("token_embd.weight", []uint64{d, v}, 1)
 	if s.Arch == "gpt2" {
 		err = errors.Join(err, matrix("position_embd.weight", []uint64{d, uint64(s.NCtx)}, synthPosSigma))
 	}

@@ -24,57 +24,33 @@ func Load(path string) (*Model, error) {
 	return m, nil
 }
 
-// load reads the hyperparameters with the same keys and defaults as
-// llama.cpp's llama_model::load_hparams for LLM_ARCH_LLAMA, then the weights.
+// load dispatches on the architecture; for llama it reads the
+// hyperparameters with the same keys and defaults as llama.cpp's
+// llama_model::load_hparams for LLM_ARCH_LLAMA, then the weights.
 func load(f *models.File) (*Model, error) {
-	if a := f.Architecture(); a == "gpt2" || a == "gptneox" {
-		return loadLN(f)
-	}
-	if a := f.Architecture(); a != "llama" {
+	a := f.Architecture()
+	if a != "llama" && a != "gpt2" && a != "gptneox" {
 		return nil, fmt.Errorf("architecture %q is not supported: the reference implements llama, gpt2 and gptneox", a)
 	}
-	if n, _ := f.Uint("llama.expert_count"); n > 0 {
-		return nil, fmt.Errorf("mixture-of-experts models (llama.expert_count = %d) are not supported", n)
+	if n, _ := f.Uint(a + ".expert_count"); n > 0 {
+		return nil, fmt.Errorf("mixture-of-experts models (%s.expert_count = %d) are not supported", a, n)
 	}
-	if err := checkRopeScaling(f); err != nil {
+	if a != "llama" {
+		return loadLN(f)
+	}
+	if err := checkRopeScaling(f, "llama."); err != nil {
 		return nil, err
 	}
+	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+		return nil, fmt.Errorf("per-frequency RoPE factors (rope_freqs.weight, as in Llama 3.1) are not supported")
+	}
 
-	var c Config
-	var err error
-	required := func(key string) int {
-		v, ok := f.Uint(key)
-		if !ok && err == nil {
-			err = fmt.Errorf("metadata %s is missing or not a single non-negative integer", key)
-		}
-		return int(v)
-	}
-	optional := func(key string, def int) int {
-		if v, ok := f.Uint(key); ok {
-			return int(v)
-		}
-		return def
-	}
-	c.NLayer = required("llama.block_count")
-	c.DModel = required("llama.embedding_length")
-	c.DFF = required("llama.feed_forward_length")
-	c.NHead = required("llama.attention.head_count")
+	c, err := loadShape(f, "llama.", false)
 	if err != nil {
 		return nil, err
 	}
-	if c.NHead == 0 {
-		return nil, fmt.Errorf("llama.attention.head_count is 0")
-	}
-	c.NHeadKV = optional("llama.attention.head_count_kv", c.NHead)
-	if c.NHeadKV == 0 || c.NHead%c.NHeadKV != 0 {
-		return nil, fmt.Errorf("%d query heads cannot share %d kv heads evenly", c.NHead, c.NHeadKV)
-	}
-	c.DHead = optional("llama.attention.key_length", c.DModel/c.NHead)
-	if dv := optional("llama.attention.value_length", c.DHead); dv != c.DHead {
-		return nil, fmt.Errorf("key head width %d differs from value head width %d", c.DHead, dv)
-	}
 	// llama.cpp refuses n_rot != head width for llama; so does the reference.
-	if r := optional("llama.rope.dimension_count", c.DHead); r != c.DHead {
+	if r := optionalUint(f, "llama.rope.dimension_count", c.DHead); r != c.DHead {
 		return nil, fmt.Errorf("llama.rope.dimension_count %d differs from the head width %d (llama.cpp refuses this too)", r, c.DHead)
 	}
 	c.RopeBase = 10000
@@ -86,23 +62,15 @@ func load(f *models.File) (*Model, error) {
 		return nil, fmt.Errorf("metadata llama.attention.layer_norm_rms_epsilon is missing")
 	}
 	c.NormEps = eps
-
-	emb, ok := f.Tensor("token_embd.weight")
-	if !ok || len(emb.Dims) != 2 {
-		return nil, fmt.Errorf("no 2-dimensional tensor token_embd.weight")
+	if c.NVocab, err = nVocab(f); err != nil {
+		return nil, err
 	}
-	c.NVocab = int(emb.Dims[1])
 
 	r := reader{f: f}
 	m := &Model{Config: c}
 	m.tokEmbd = r.read("token_embd.weight", c.DModel, c.NVocab)
 	m.outputNorm = r.read("output_norm.weight", c.DModel)
-	if _, ok := f.Tensor("output.weight"); ok {
-		m.unembed = r.linear("output", c.DModel, c.NVocab)
-	} else {
-		m.TiedEmbeddings = true
-		m.unembed = linear{in: c.DModel, out: c.NVocab, w: m.tokEmbd}
-	}
+	m.readUnembed(&r, false)
 	q, kv := c.NHead*c.DHead, c.NHeadKV*c.DHead
 	for l := 0; l < c.NLayer; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
@@ -124,20 +92,88 @@ func load(f *models.File) (*Model, error) {
 	return m, nil
 }
 
-// checkRopeScaling refuses the RoPE variants the reference does not define.
-// llama.cpp's defaults (scaling type "linear", factor 0 meaning 1) are plain
-// RoPE.
-func checkRopeScaling(f *models.File) error {
-	if t, ok := f.String("llama.rope.scaling.type"); ok && t != "none" && t != "linear" {
+// loadShape reads the hyperparameters that every architecture has, under
+// the key prefix a ("llama.", "gpt2.", ...), with the keys and defaults of
+// llama.cpp's load_hparams: block count, d_model, d_ff and heads, then the
+// key/value heads (default: all heads) and the head width (default
+// d_model/heads; values as wide as keys). withCtx also requires the
+// training context length.
+func loadShape(f *models.File, a string, withCtx bool) (Config, error) {
+	var c Config
+	var err error
+	required := func(key string) int {
+		v, ok := f.Uint(key)
+		if !ok && err == nil {
+			err = fmt.Errorf("metadata %s is missing or not a single non-negative integer", key)
+		}
+		return int(v)
+	}
+	c.NLayer = required(a + "block_count")
+	c.DModel = required(a + "embedding_length")
+	c.DFF = required(a + "feed_forward_length")
+	c.NHead = required(a + "attention.head_count")
+	if withCtx {
+		c.NCtxTrain = required(a + "context_length")
+	}
+	if err != nil {
+		return c, err
+	}
+	if c.NHead == 0 {
+		return c, fmt.Errorf("%sattention.head_count is 0", a)
+	}
+	c.NHeadKV = optionalUint(f, a+"attention.head_count_kv", c.NHead)
+	if c.NHeadKV == 0 || c.NHead%c.NHeadKV != 0 {
+		return c, fmt.Errorf("%d query heads cannot share %d kv heads evenly", c.NHead, c.NHeadKV)
+	}
+	c.DHead = optionalUint(f, a+"attention.key_length", c.DModel/c.NHead)
+	if dv := optionalUint(f, a+"attention.value_length", c.DHead); dv != c.DHead {
+		return c, fmt.Errorf("key head width %d differs from value head width %d", c.DHead, dv)
+	}
+	return c, nil
+}
+
+// optionalUint returns the integer metadata value key, or def when the file
+// has none.
+func optionalUint(f *models.File, key string, def int) int {
+	if v, ok := f.Uint(key); ok {
+		return int(v)
+	}
+	return def
+}
+
+// nVocab returns the vocabulary size: the rows of token_embd.weight.
+func nVocab(f *models.File) (int, error) {
+	emb, ok := f.Tensor("token_embd.weight")
+	if !ok || len(emb.Dims) != 2 {
+		return 0, fmt.Errorf("no 2-dimensional tensor token_embd.weight")
+	}
+	return int(emb.Dims[1]), nil
+}
+
+// readUnembed reads output.weight (and its bias, when the file has one)
+// as W_U. Without output.weight, unless untied, the model is tied: W_U is
+// the token embedding.
+func (m *Model) readUnembed(r *reader, untied bool) {
+	c := m.Config
+	if _, ok := r.f.Tensor("output.weight"); ok || untied {
+		m.unembed = r.linear("output", c.DModel, c.NVocab)
+	} else {
+		m.TiedEmbeddings = true
+		m.unembed = linear{in: c.DModel, out: c.NVocab, w: m.tokEmbd}
+	}
+}
+
+// checkRopeScaling refuses the RoPE scaling of keys under the prefix a,
+// which the reference does not define. llama.cpp's defaults (scaling type
+// "linear", factor 0 meaning 1) are plain RoPE.
+func checkRopeScaling(f *models.File, a string) error {
+	if t, ok := f.String(a + "rope.scaling.type"); ok && t != "none" && t != "linear" {
 		return fmt.Errorf("RoPE scaling type %q is not supported (only plain RoPE)", t)
 	}
-	for _, key := range []string{"llama.rope.scaling.factor", "llama.rope.scale_linear"} {
+	for _, key := range []string{a + "rope.scaling.factor", a + "rope.scale_linear"} {
 		if v, ok := metaFloat(f, key); ok && v != 0 && v != 1 {
 			return fmt.Errorf("RoPE scaling (%s = %g) is not supported (only plain RoPE)", key, v)
 		}
-	}
-	if _, ok := f.Tensor("rope_freqs.weight"); ok {
-		return fmt.Errorf("per-frequency RoPE factors (rope_freqs.weight, as in Llama 3.1) are not supported")
 	}
 	return nil
 }

@@ -230,7 +230,28 @@ func TestCausal(t *testing.T) {
 func TestResidualIdentities(t *testing.T) {
 	m := randomModel(smallConfig, 3)
 	r := mustRun(t, m, []int32{1, 2, 3, 5, 8})
-	for l := 0; l < m.Config.NLayer; l++ {
+	checkResidualAdds(t, r, m.Config.NLayer)
+	for l := 0; l+1 < m.Config.NLayer; l++ {
+		post, next := mustGet(t, r, hookName(l, "hook_resid_post")), mustGet(t, r, hookName(l+1, "hook_resid_pre"))
+		for p := range post {
+			assertExact(t, "resid_pre of the next layer", next[p], post[p])
+		}
+	}
+	// resid_pre of layer 0 is the embedding row of each token.
+	pre := mustGet(t, r, "blocks.0.hook_resid_pre")
+	for p, tok := range r.Tokens {
+		d := m.Config.DModel
+		assertExact(t, "blocks.0.hook_resid_pre", pre[p], m.tokEmbd[int(tok)*d:int(tok+1)*d])
+	}
+}
+
+// checkResidualAdds checks, at every layer and position of r, that
+// resid_mid = resid_pre + attn_out and resid_post = resid_mid + mlp_out
+// exactly: the residual adds are float32 additions of a sequential-residual
+// model.
+func checkResidualAdds(t *testing.T, r *Result, nLayer int) {
+	t.Helper()
+	for l := 0; l < nLayer; l++ {
 		pre, attn := mustGet(t, r, hookName(l, "hook_resid_pre")), mustGet(t, r, hookName(l, "hook_attn_out"))
 		mid, mlp := mustGet(t, r, hookName(l, "hook_resid_mid")), mustGet(t, r, hookName(l, "hook_mlp_out"))
 		post := mustGet(t, r, hookName(l, "hook_resid_post"))
@@ -244,18 +265,6 @@ func TestResidualIdentities(t *testing.T) {
 				}
 			}
 		}
-		if l+1 < m.Config.NLayer {
-			next := mustGet(t, r, hookName(l+1, "hook_resid_pre"))
-			for p := range post {
-				assertExact(t, "resid_pre of the next layer", next[p], post[p])
-			}
-		}
-	}
-	// resid_pre of layer 0 is the embedding row of each token.
-	pre := mustGet(t, r, "blocks.0.hook_resid_pre")
-	for p, tok := range r.Tokens {
-		d := m.Config.DModel
-		assertExact(t, "blocks.0.hook_resid_pre", pre[p], m.tokEmbd[int(tok)*d:int(tok+1)*d])
 	}
 }
 

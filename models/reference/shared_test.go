@@ -104,18 +104,7 @@ func checkRun(t *testing.T, m *Model, r *Result) {
 			t.Errorf("second run differs: %v", err)
 		}
 	}
-	for l := 0; l < m.Config.NLayer; l++ {
-		pre, attn := mustGet(t, r, hookName(l, "hook_resid_pre")), mustGet(t, r, hookName(l, "hook_attn_out"))
-		mid, mlp := mustGet(t, r, hookName(l, "hook_resid_mid")), mustGet(t, r, hookName(l, "hook_mlp_out"))
-		post := mustGet(t, r, hookName(l, "hook_resid_post"))
-		for p := range pre {
-			for i := range pre[p] {
-				if mid[p][i] != pre[p][i]+attn[p][i] || post[p][i] != mid[p][i]+mlp[p][i] {
-					t.Fatalf("layer %d position %d [%d]: residual identity broken", l, p, i)
-				}
-			}
-		}
-	}
+	checkResidualAdds(t, r, m.Config.NLayer)
 }
 
 // The greedy continuations below are what the reference produces; that they

@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lldiff/lldiff/llamacpp"
+	"github.com/lldiff/lldiff/models"
+)
+
+// runJSON runs lldiff with args, which must succeed and print one JSON
+// document, and decodes the document as a T.
+func runJSON[T any](t *testing.T, args ...string) T {
+	t.Helper()
+	out, _, err := run(t, false, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc T
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return doc
+}
+
+func TestPromptHelpers(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "p.txt")
+	if err := os.WriteFile(file, []byte("from a file\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	blank := filepath.Join(t.TempDir(), "blank.txt")
+	if err := os.WriteFile(blank, []byte(" \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := needPrompt(nil, ""); err == nil || !strings.Contains(err.Error(), "--prompt-file") || ExitCode(err) != ExitUsage {
+		t.Errorf("needPrompt without a prompt: %v", err)
+	}
+	if err := needPrompt([]string{"x"}, ""); err != nil {
+		t.Errorf("needPrompt with an argument: %v", err)
+	}
+	if err := needPrompt(nil, file); err != nil {
+		t.Errorf("needPrompt with a file: %v", err)
+	}
+	for _, tc := range []struct {
+		name, text, file string
+		want             string // the prompt, or a part of the error
+		usage            bool   // the error is a usage error
+	}{
+		{"text", "hello", "", "hello", false},
+		{"file, trailing newlines cut", "", file, "from a file", false},
+		{"both", "hello", file, "choose one", true},
+		{"empty text", "  ", "", "the prompt is empty", true},
+		{"blank file", "", blank, "the prompt is empty", true},
+		{"missing file", "", filepath.Join(t.TempDir(), "nope.txt"), "nope.txt", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readOnePrompt(tc.text, tc.file)
+			if err == nil {
+				if got != tc.want {
+					t.Errorf("prompt %q, want %q", got, tc.want)
+				}
+				return
+			}
+			if !strings.Contains(err.Error(), tc.want) || (ExitCode(err) == ExitUsage) != tc.usage {
+				t.Errorf("error %v (exit %d), want one containing %q, usage %v", err, ExitCode(err), tc.want, tc.usage)
+			}
+		})
+	}
+}
+
+func TestTokenizePromptsAndAnswers(t *testing.T) {
+	m, err := llamacpp.LoadModel(shared(t, models.Stories260K), llamacpp.ModelParams{VocabOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	to := llamacpp.TokenizeOptions{BOS: llamacpp.BOSNo}
+	ids, err := tokenizePrompts(m, to, "Once upon a time", "One day")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []string{"Once upon a time", "One day"} {
+		want, err := m.Tokenize(p, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ids[i], want) {
+			t.Errorf("prompt %d: %v, want %v", i, ids[i], want)
+		}
+	}
+	// Without BOS the empty prompt gives no tokens: one prompt says "the
+	// prompt", several say "a prompt".
+	var ue *UsageError
+	if _, err := tokenizePrompts(m, to, ""); err == nil || err.Error() != "the prompt gives no tokens" || !errors.As(err, &ue) {
+		t.Errorf("one empty prompt: %v", err)
+	}
+	if _, err := tokenizePrompts(m, to, "Once", ""); err == nil || err.Error() != "a prompt gives no tokens" || !errors.As(err, &ue) {
+		t.Errorf("an empty prompt of two: %v", err)
+	}
+	if _, _, err := answerTokens(m, "Once", ids[0], "", to); err == nil || err.Error() != "--answer is empty" || !errors.As(err, &ue) {
+		t.Errorf("empty answer: %v", err)
+	}
+}
