@@ -86,30 +86,12 @@ type CaptureFile struct {
 	Shape []int  `json:"shape"`
 }
 
-func checkOutDir(dir string, force bool) error {
-	st, err := os.Stat(dir)
-	if os.IsNotExist(err) {
-		return os.MkdirAll(dir, 0o755)
-	}
-	if err != nil {
-		return err
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s exists and is not a directory: choose another -o", dir)
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	if len(ents) > 0 && !force {
-		return fmt.Errorf("%s is not empty (%d entries): choose an empty or new directory, or pass --force to write into it", dir, len(ents))
-	}
-	return nil
-}
-
 func captureRun(opts *CaptureOptions) error {
 	prompt, err := readOnePrompt(opts.Prompt, opts.PromptFile)
 	if err != nil {
+		return err
+	}
+	if err := checkOutDir(opts.OutDir, "-o", opts.Force); err != nil {
 		return err
 	}
 	m, err := opts.Model.load(false)
@@ -126,9 +108,6 @@ func captureRun(opts *CaptureOptions) error {
 			return &UsageError{Err: err}
 		}
 	}
-	if err := checkOutDir(opts.OutDir, opts.Force); err != nil {
-		return err
-	}
 	seqs, err := tokenizePrompts(m, opts.Model.tokenizeOptions(), prompt)
 	if err != nil {
 		return err
@@ -144,6 +123,9 @@ func captureRun(opts *CaptureOptions) error {
 		return err
 	}
 	cache := caches[0]
+	if err := makeOutDir(opts.OutDir); err != nil {
+		return err
+	}
 	idx := CaptureIndex{Model: opts.Model.Model, Arch: m.Arch(), Prompt: prompt, Tokens: tokenList(m, ids)}
 	for _, h := range hooks {
 		a, ok := cache.At(h)

@@ -38,7 +38,7 @@ func run(t testing.TB, tty bool, args ...string) (string, string, error) {
 	var out, errOut bytes.Buffer
 	io := &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut, IsTerminal: tty}
 	root := NewRootCmd(io)
-	root.SetArgs(args)
+	root.SetArgs(NormalizeArgs(args))
 	err := root.Execute()
 	return out.String(), errOut.String(), err
 }

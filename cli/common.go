@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"strings"
 
@@ -54,6 +56,19 @@ func (f *modelFlags) check() error {
 	}
 	if f.NCtx < 0 || f.Threads < 0 || f.GPULayers < 0 || f.NBatch < 0 || f.NUBatch < 0 {
 		return usageErr("-c, -t, -ngl, -b and -u take numbers >= 0")
+	}
+	if f.Threads > llamacpp.MaxThreads {
+		return usageErr("-t %d: ggml runs at most %d threads; this machine has %d physical cores (leave -t out to use them all)", f.Threads, llamacpp.MaxThreads, llamacpp.PhysicalCores())
+	}
+	// llama.cpp keeps these in 32-bit integers: larger values would wrap
+	// around to small ones
+	for _, v := range []struct {
+		flag string
+		n    int
+	}{{"-c", f.NCtx}, {"-b", f.NBatch}, {"-u", f.NUBatch}, {"-ngl", f.GPULayers}} {
+		if v.n > math.MaxInt32 {
+			return usageErr("%s %d is too large: llama.cpp takes at most %d", v.flag, v.n, math.MaxInt32)
+		}
 	}
 	switch strings.ToLower(f.KVType) {
 	case "", "f32", "f16":
@@ -174,17 +189,47 @@ func tokenizePrompts(m *llamacpp.Model, to llamacpp.TokenizeOptions, prompts ...
 	return ids, nil
 }
 
+// maxPromptFile is the largest prompt file read: far more tokens than any
+// model's context, small enough that /dev/zero or a model file given by
+// mistake fails at once instead of filling the memory.
+const maxPromptFile = 16 << 20
+
+// readSmallFile reads a file of at most limit bytes; a larger file, or a
+// directory, is a usage error.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return nil, usageErr("%s is a directory: give the path of a text file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, usageErr("%s is larger than %d MiB: a prompt file holds one prompt as text", path, limit>>20)
+	}
+	return b, nil
+}
+
 // readPrompt returns text, or the content of file when text is empty.
 func readPrompt(text, file, what string) (string, error) {
 	if file != "" {
 		if text != "" {
 			return "", usageErr("%s given both as text and with a file: choose one", what)
 		}
-		b, err := os.ReadFile(file)
+		b, err := readSmallFile(file, maxPromptFile)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("reading %s: %w", what, err)
 		}
-		return strings.TrimRight(string(b), "\n"), nil
+		// a file saved on Windows: a byte-order mark and CRLF line ends
+		// would be tokenized as text (<0xEF> <0xBB> <0xBF>, <0x0D>)
+		text := strings.TrimPrefix(string(b), "\ufeff")
+		text = strings.ReplaceAll(text, "\r\n", "\n")
+		return strings.TrimRight(text, "\n"), nil
 	}
 	return text, nil
 }

@@ -450,7 +450,7 @@ func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []model
 		}
 		actx, err := opts.Model.context(m, seqs, 2)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("scoring --answer runs each prompt with the answer after it (the tokens counted here): %w", err)
 		}
 		defer actx.Close()
 		out, err := actx.Run(seqs, llamacpp.RunOptions{})
@@ -500,7 +500,7 @@ func logitsRow(c *models.Cache, pos int) []float32 {
 // "▁short" after a prompt. An empty answer is a usage error.
 func answerTokens(m *llamacpp.Model, prompt string, promptIDs []int32, ans string, to llamacpp.TokenizeOptions) ([]int32, string, error) {
 	if ans == "" {
-		return nil, "", usageErr("--answer is empty")
+		return nil, "", usageErr(`--answer is empty: give the text the model should produce next, with its leading space, e.g. --answer " she"`)
 	}
 	full, err := m.Tokenize(prompt+ans, to)
 	if err != nil {

@@ -104,6 +104,9 @@ docs/contrast.md).`,
 			if opts.Parallel < 1 || opts.Top < 1 || opts.LensK < 0 {
 				return usageErr("--parallel and --top take numbers >= 1, --lens-k >= 0")
 			}
+			if opts.Parallel > llamacpp.MaxSeqs {
+				return usageErr("--parallel %d: llama.cpp decodes at most %d sequences together", opts.Parallel, llamacpp.MaxSeqs)
+			}
 			if _, err := lens.ParseMode(opts.LensNorm); err != nil {
 				return &UsageError{Err: err}
 			}
@@ -493,6 +496,17 @@ func contrastRun(opts *ContrastOptions) error {
 	if opts.ExportCvec != "" && !strings.Contains(","+strings.ReplaceAll(opts.Kinds, " ", "")+",", ",resid_post,") {
 		return usageErr("--export-cvec needs resid_post among --kinds: llama.cpp adds control vectors to the residual stream after each layer")
 	}
+	// output paths first: a mistake there must not cost the whole run
+	if opts.SaveVectors != "" {
+		if err := checkOutDir(opts.SaveVectors, "--save-vectors", opts.Force); err != nil {
+			return err
+		}
+	}
+	if opts.ExportCvec != "" {
+		if err := checkOutFile(opts.ExportCvec, "--export-cvec", opts.Force); err != nil {
+			return err
+		}
+	}
 	m, err := opts.Model.load(false)
 	if err != nil {
 		return err
@@ -550,8 +564,8 @@ func parseKinds(spec string, m *llamacpp.Model) ([]models.Kind, error) {
 		if !hs[0].Kind.PerLayer() || len(hs) != m.NLayer() {
 			return nil, usageErr("--kinds takes per-layer kinds without a layer (resid_post, resid_mid, resid_pre, attn_out, mlp_out, z), got %q", s)
 		}
-		if !m.Hooks.Has(hs[0].Kind) {
-			return nil, usageErr("the %s architecture has no %s hooks", m.Arch(), hs[0].Kind)
+		if err := m.Hooks.Check(hs[0].Kind); err != nil {
+			return nil, &UsageError{Err: err}
 		}
 		if !slices.Contains(kinds, hs[0].Kind) {
 			kinds = append(kinds, hs[0].Kind)
@@ -689,6 +703,9 @@ func computeContrast(opts *ContrastOptions, m *llamacpp.Model, cd *contrastData,
 	doc.Throughput = speed
 	mode, _ := lens.ParseMode(opts.LensNorm)
 	doc.LensNorm = mode.String()
+	if doc.A.Rows < 2 || doc.B.Rows < 2 {
+		doc.Warnings = append(doc.Warnings, fmt.Sprintf("A has %d row(s) and B %d: spread, separation and held-out accuracy need at least 2 rows per set (–); give more prompts", doc.A.Rows, doc.B.Rows))
+	}
 	if !cd.ds.Paired && len(cd.ds.A) == len(cd.ds.B) && opts.Pairs == "" {
 		doc.Warnings = append(doc.Warnings, "A and B have as many prompts: if line i of A matches line i of B, --paired adds sign consistency and allows --pos all")
 	}
@@ -724,6 +741,9 @@ func computeContrast(opts *ContrastOptions, m *llamacpp.Model, cd *contrastData,
 		}
 		return cmp.Compare(y.stats.Norm, x.stats.Norm)
 	})
+	if !slices.ContainsFunc(res.comps, func(c *contrastCompJSON) bool { return c.stats.Norm != 0 }) {
+		doc.Warnings = append(doc.Warnings, "A and B give the same activations at the chosen positions (every ‖Δμ‖ is 0; position 0 is the same first token in every prompt): there is nothing to contrast; choose positions where the prompts differ")
+	}
 	for i, c := range res.comps {
 		c.Rank = i + 1
 		doc.Components = append(doc.Components, *c)
@@ -776,7 +796,10 @@ func contrastLens(opts *ContrastOptions, m *llamacpp.Model, res *contrastResult,
 }
 
 func saveVectors(opts *ContrastOptions, m *llamacpp.Model, res *contrastResult) (*vectorIndexJSON, error) {
-	if err := checkOutDir(opts.SaveVectors, opts.Force); err != nil {
+	if err := checkOutDir(opts.SaveVectors, "--save-vectors", opts.Force); err != nil {
+		return nil, err
+	}
+	if err := makeOutDir(opts.SaveVectors); err != nil {
 		return nil, err
 	}
 	idx := &vectorIndexJSON{
@@ -841,6 +864,10 @@ func exportCvec(opts *ContrastOptions, m *llamacpp.Model, res *contrastResult) (
 			continue
 		}
 		st := res.stats[h]
+		if st.Norm == 0 {
+			ex.Skipped = append(ex.Skipped, fmt.Sprintf("%s: A and B do not differ there (the mean difference is zero)", h.Short()))
+			continue
+		}
 		var v []float32
 		switch {
 		case opts.Method == "pca":
@@ -854,12 +881,15 @@ func exportCvec(opts *ContrastOptions, m *llamacpp.Model, res *contrastResult) (
 		ex.Directions = append(ex.Directions, cvecDirJSON{Tensor: fmt.Sprintf("direction.%d", n), Hook: h.Name(), Norm: contrast.Norm(v)})
 	}
 	if len(cv.Directions) == 0 {
+		if nl > 1 {
+			return nil, usageErr("every resid_post direction is zero: A and B give the same activations at the chosen positions (--pos %s; position 0 is the same first token in every prompt), so there is nothing to steer with: choose positions where the prompts differ", cmp.Or(res.doc.Positions, "last"))
+		}
 		return nil, fmt.Errorf("no layer can hold a control vector: the model has %d layer(s), and llama.cpp adds vectors to layers 1..n_layer−1 only", nl)
 	}
+	if err := checkOutFile(opts.ExportCvec, "--export-cvec", opts.Force); err != nil {
+		return nil, err
+	}
 	if err := cv.WriteFile(opts.ExportCvec, opts.Force); err != nil {
-		if _, statErr := os.Stat(opts.ExportCvec); statErr == nil && !opts.Force {
-			return nil, fmt.Errorf("%w (pass --force to replace it)", err)
-		}
 		return nil, err
 	}
 	return ex, nil

@@ -436,8 +436,11 @@ func TestContrastSaveVectors(t *testing.T) {
 		t.Fatalf("vec compared %d hooks, want resid_post.1..4", len(vd.Hooks))
 	}
 	for _, h := range vd.Hooks {
-		if h.Cosine[0][1] < 1-1e-6 || math.Abs(h.Norms[1]-1) > 1e-6 || math.Abs(h.Projection[0][1]-h.Norms[0]) > 1e-5*h.Norms[0] {
-			t.Errorf("%s: cos %v, norms %v, projection %v", h.Hook, h.Cosine[0][1], h.Norms, h.Projection[0][1])
+		if h.Cosine[0][1] == nil || h.Projection[0][1] == nil {
+			t.Fatalf("%s: undefined cosine or projection", h.Hook)
+		}
+		if *h.Cosine[0][1] < 1-1e-6 || math.Abs(h.Norms[1]-1) > 1e-6 || math.Abs(*h.Projection[0][1]-h.Norms[0]) > 1e-5*h.Norms[0] {
+			t.Errorf("%s: cos %v, norms %v, projection %v", h.Hook, *h.Cosine[0][1], h.Norms, *h.Projection[0][1])
 		}
 	}
 	if py := npy.NumpyPython(); py != "" {
@@ -550,7 +553,15 @@ func TestVecPairsAndErrors(t *testing.T) {
 	// At resid_post.0 the last token's residual is its embedding plus one
 	// layer: " ran" − " sat" is nearly the same vector after Tom and Lily,
 	// and unrelated to " dog" − " cat".
-	c := vd.Hooks[0].Cosine
+	var c [3][3]float64
+	for i, row := range vd.Hooks[0].Cosine {
+		for j, x := range row {
+			if x == nil {
+				t.Fatalf("cosine [%d][%d] undefined", i, j)
+			}
+			c[i][j] = *x
+		}
+	}
 	if c[0][1] < 0.8 || math.Abs(c[0][2]) > 0.5 || c[0][0] != 1 || c[1][0] != c[0][1] {
 		t.Errorf("cosine at resid_post.0: %v", c)
 	}

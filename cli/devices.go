@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -43,6 +45,13 @@ type deviceJSON struct {
 }
 
 func devicesRun(opts *DevicesOptions) error {
+	if env := os.Getenv("LLDIFF_BACKEND_DIR"); env != "" {
+		for _, d := range filepath.SplitList(env) {
+			if st, err := os.Stat(d); err != nil || !st.IsDir() {
+				fmt.Fprintf(opts.IO.ErrOut, "note: LLDIFF_BACKEND_DIR names %s, which is not a directory: no GPU backend is loaded from it (point it at the directory holding libggml-cuda.so, or unset it)\n", d)
+			}
+		}
+	}
 	devs := llamacpp.Devices()
 	if opts.JSON {
 		out := struct {

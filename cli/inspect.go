@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lldiff/lldiff/contrast"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -28,6 +29,9 @@ capture with the llama.cpp graph node behind each.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Path = args[0]
+			if opts.Path == "" {
+				return usageErr("the model path is empty: lldiff inspect MODEL.gguf")
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -82,10 +86,24 @@ type hookInfoJSON struct {
 	Node  string `json:"node"`
 }
 
+// cvecInfoJSON describes a control vector (general.architecture
+// controlvector) in inspect's output.
+type cvecInfoJSON struct {
+	Directions int    `json:"directions"`
+	Width      int    `json:"width"`
+	Layers     []int  `json:"layers"`
+	ModelHint  string `json:"model_hint"`
+	// Offset is lldiff.layer_offset, -1 when the file does not say.
+	Offset int `json:"layer_offset"`
+}
+
 func inspectRun(opts *InspectOptions) error {
 	f, err := models.Open(opts.Path)
 	if err != nil {
 		return err
+	}
+	if f.Architecture() == "controlvector" {
+		return inspectCvec(opts, f)
 	}
 	info, err := f.Info()
 	if err != nil {
@@ -188,5 +206,32 @@ func inspectRun(opts *InspectOptions) error {
 	if doc.RunnableProblem != "" {
 		fmt.Fprintln(out, "cannot run:", doc.RunnableProblem)
 	}
+	return nil
+}
+
+// inspectCvec describes a control vector: it has directions, not layers
+// and heads.
+func inspectCvec(opts *InspectOptions, f *models.File) error {
+	cv, err := contrast.ReadControlVector(opts.Path)
+	if err != nil {
+		return err
+	}
+	info := cvecInfoJSON{Directions: len(cv.Directions), Width: cv.NEmbd(), Layers: cv.Layers(), ModelHint: cv.ModelHint, Offset: cv.Offset}
+	if opts.JSON {
+		return writeJSON(opts.IO.Out, struct {
+			File          string       `json:"file"`
+			FileBytes     int64        `json:"file_bytes"`
+			GGUFVersion   uint32       `json:"gguf_version"`
+			Arch          string       `json:"arch"`
+			ControlVector cvecInfoJSON `json:"control_vector"`
+		}{opts.Path, f.FileSize, f.Version, "controlvector", info})
+	}
+	out := opts.IO.Out
+	fmt.Fprintf(out, "%s: GGUF v%d, %s\n", opts.Path, f.Version, human(uint64(f.FileSize)))
+	fmt.Fprintf(out, "control vector: %d directions of %d values at layers %s, model hint %q", info.Directions, info.Width, intRanges(info.Layers), info.ModelHint)
+	if info.Offset >= 0 {
+		fmt.Fprintf(out, ", layer offset %d", info.Offset)
+	}
+	fmt.Fprintf(out, "\nnot a model: steer with it (lldiff steer -m MODEL --cvec %s) or compare it (lldiff vec)\n", opts.Path)
 	return nil
 }

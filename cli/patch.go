@@ -40,6 +40,7 @@ type PatchOptions struct {
 	Prob        bool
 	JSON        bool
 	Plot        string
+	Force       bool
 	Parallel    int
 	Exact       bool
 }
@@ -117,6 +118,7 @@ variant alone from position 0 (bit-identical to a plain run, slower).`,
 	f.BoolVar(&opts.Prob, "prob", false, "also print the answer probability of every patched run")
 	f.BoolVar(&opts.JSON, "json", false, "print one JSON document (schema in docs/patch.md)")
 	f.StringVar(&opts.Plot, "plot", "", "write a heatmap to FILE.png or FILE.svg")
+	f.BoolVar(&opts.Force, "force", false, "replace an existing --plot file")
 	f.IntVar(&opts.Parallel, "parallel", 0, "patched runs decoded together as separate sequences (default 16, fewer when memory is short)")
 	f.IntVar(&opts.Parallel, "np", 0, "same as --parallel")
 	f.BoolVar(&opts.Exact, "exact", false, "decode every patched run alone from position 0: bit-identical to a plain run, slower")
@@ -334,14 +336,19 @@ func patchRun(opts *PatchOptions) error {
 		return usageErr("the clean and the corrupt prompt must both have text")
 	}
 	kinds, _ := parsePatchKinds(opts.Kinds)
+	if opts.Plot != "" {
+		if err := checkOutFile(opts.Plot, "--plot", opts.Force); err != nil {
+			return err
+		}
+	}
 	m, err := opts.Model.load(false)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	for _, k := range kinds {
-		if !m.Hooks.Has(k) {
-			return usageErr("the %s architecture has no %s hooks", m.Arch(), k)
+		if err := m.Hooks.Check(k); err != nil {
+			return &UsageError{Err: err}
 		}
 	}
 	layers, err := parseLayers(opts.Layers, m.NLayer())

@@ -242,15 +242,29 @@ func writePatchPlot(path string, doc *PatchJSON) error {
 	cbc := draw.Crop(dc, w-plotColorW+0.15*vg.Inch, -(plotColorW - 0.15*vg.Inch - plotColorBarW), 0.6*vg.Inch, -plotHeaderH-0.2*vg.Inch)
 	cb.Draw(cbc)
 
-	f, err := os.Create(path)
+	// a finished file replaces path: never a half-written picture
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
 	if _, err := c.WriteTo(f); err != nil {
 		f.Close()
+		os.Remove(f.Name())
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
 }
 
 // colorTicks labels the colour scale at −lim, −1, 0, 1, lim, with what 0 and

@@ -4,6 +4,9 @@
 package cli
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/lldiff/lldiff/llamacpp"
@@ -44,7 +47,73 @@ Hooks use TransformerLens names (blocks.3.hook_resid_post) or short forms
 	for _, newCmd := range extraCommands {
 		root.AddCommand(newCmd(io))
 	}
+	// The root runs (it prints the help) so that cobra checks its
+	// arguments here, where an unknown command becomes a usage error.
+	root.RunE = func(c *cobra.Command, args []string) error { return c.Help() }
+	root.SuggestionsMinimumDistance = 2
+	root.Args = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		var names []string
+		for _, sub := range c.Commands() {
+			if sub.IsAvailableCommand() {
+				names = append(names, sub.Name())
+			}
+		}
+		hint := ""
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+		}
+		return usageErr("unknown command %q%s: the commands are %s; lldiff --help says what each does", args[0], hint, strings.Join(names, ", "))
+	}
+	for _, c := range root.Commands() {
+		usageArgs(c)
+	}
 	return root
+}
+
+// usageArgs makes a wrong number of arguments a usage error that shows the
+// command's usage line: cobra's own errors exit like a failed run and say
+// "unknown command" for an argument a command does not take.
+func usageArgs(c *cobra.Command) {
+	check := c.Args
+	if check == nil {
+		return
+	}
+	c.Args = func(c *cobra.Command, args []string) error {
+		err := check(c, args)
+		if err == nil {
+			return nil
+		}
+		msg := err.Error()
+		if strings.HasPrefix(msg, "unknown command") {
+			msg = fmt.Sprintf("%s takes no arguments, got %q (values go with their flags; quote text with spaces)", c.CommandPath(), strings.Join(args, " "))
+		}
+		return usageErr("%s; usage: %s", msg, strings.TrimSuffix(c.UseLine(), " [flags]"))
+	}
+}
+
+// multiDashFlags are llama.cpp's flags of several letters after a single
+// dash; pflag would read -ngl as -n -g -l.
+var multiDashFlags = []string{"-ngl", "-np"}
+
+// NormalizeArgs rewrites llama.cpp's single-dash long flags (-ngl 999,
+// -np 4) as the double-dash flags lldiff declares, up to a "--".
+func NormalizeArgs(args []string) []string {
+	out := make([]string, len(args))
+	copy(out, args)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		for _, f := range multiDashFlags {
+			if a == f || strings.HasPrefix(a, f+"=") {
+				out[i] = "-" + a
+			}
+		}
+	}
+	return out
 }
 
 // extraCommands are commands that register themselves from their own files

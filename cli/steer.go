@@ -117,10 +117,12 @@ func parseScales(s string) ([]float64, error) {
 		if to < from {
 			return nil, fmt.Errorf("--scale %q: FROM must not exceed TO", s)
 		}
-		n := int(math.Floor((to-from)/step+1e-9)) + 1
-		if n > 1000 {
-			return nil, fmt.Errorf("--scale %q: %d scales; at most 1000", s, n)
+		// count in floating point first: a tiny step would overflow int
+		nf := math.Floor((to-from)/step+1e-9) + 1
+		if nf > 1000 || math.IsNaN(nf) {
+			return nil, fmt.Errorf("--scale %q: %.4g scales; at most 1000: use a larger step", s, nf)
 		}
+		n := int(nf)
 		out := make([]float64, n)
 		for i := range out {
 			// multiply, not accumulate: -4 + 8·0.1 is closer to -3.2
@@ -242,6 +244,9 @@ func steerRun(opts *SteerOptions) error {
 	if len(applied) == 0 {
 		return usageErr("no direction of %s falls in the layer range %s of this %d-layer model", opts.Cvec, opts.LayerRange, m.NLayer())
 	}
+	if !slices.ContainsFunc(applied, func(l int) bool { return contrast.Norm(unit[l]) > 0 }) {
+		doc.Warnings = append(doc.Warnings, fmt.Sprintf("every applied direction of %s is zero: steering with it changes nothing", opts.Cvec))
+	}
 	doc.Cvec = steerCvecJSON{File: opts.Cvec, ModelHint: cv.ModelHint, Layers: applied, Offset: cv.Offset, Meta: cv.Meta}
 	tokenized, err := tokenizePrompts(m, opts.Model.tokenizeOptions(), prompt)
 	if err != nil {
@@ -269,7 +274,7 @@ func steerRun(opts *SteerOptions) error {
 	}
 	ctx, err := opts.Model.context(m, seqs, max(1, len(answers)))
 	if err != nil {
-		return err
+		return fmt.Errorf("the prompt (%d tokens) and -n %d generated tokens (counted together here) do not fit: %w; or lower -n", len(ids), opts.N, err)
 	}
 	defer ctx.Close()
 	// The vector is on from the first decode (zeros for scale 0): llama.cpp
@@ -294,6 +299,9 @@ func steerRun(opts *SteerOptions) error {
 		g, err := ctx.Generate(ids, llamacpp.GenerateOptions{N: opts.N, StopAtEOG: !opts.IgnoreEOS})
 		if err != nil {
 			return nil, nil, err
+		}
+		if degenerate(g.First) {
+			return nil, nil, fmt.Errorf("at --scale %g the model's output breaks down (its logits are all equal, NaN or infinite): the vector times the scale overflows float32 inside the model; use a smaller scale", scale)
 		}
 		var scores []steerAnsJSON
 		if len(answers) > 0 {
@@ -479,4 +487,21 @@ func intRanges(xs []int) string {
 		i = j + 1
 	}
 	return strings.Join(parts, ",")
+}
+
+// degenerate reports whether logits carry no prediction: a NaN or an
+// infinity, or every logit equal (a residual that overflowed float32 is
+// normalised to zeros).
+func degenerate(logits []float32) bool {
+	if len(logits) == 0 {
+		return false
+	}
+	lo, hi := logits[0], logits[0]
+	for _, x := range logits {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return true
+		}
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo == hi
 }

@@ -120,12 +120,23 @@ func synthRun(opts *SynthOptions) error {
 			return usageErr("no vocabulary: pass --vocab VOCAB.gguf (a vocab-only GGUF such as llama.cpp's ggml-vocab-llama-spm.gguf)")
 		}
 	}
-	if _, err := os.Stat(opts.Out); err == nil && !opts.Force {
-		return fmt.Errorf("%s already exists: choose another name or pass --force to replace it", opts.Out)
+	if err := checkOutFile(opts.Out, "-o", opts.Force); err != nil {
+		return err
 	}
 	typ := strings.ToUpper(opts.Type)
 	if typ == "" {
 		typ = spec.Type.String()
+	}
+	if opts.Pure && strings.Contains(typ, "_K") {
+		// llama.cpp's quantizer aborts on a row that is not whole blocks
+		for _, w := range []struct {
+			flag string
+			n    int
+		}{{"--d-model", spec.DModel}, {"--d-ff", spec.DFF}} {
+			if w.n%256 != 0 {
+				return usageErr("--type %s --pure needs matrix rows that are multiples of 256 values (one K-quant block), but %s is %d: use multiples of 256, or leave out --pure (llama.cpp then gives such matrices another type)", typ, w.flag, w.n)
+			}
+		}
 	}
 	start := time.Now()
 	switch typ {
@@ -139,12 +150,19 @@ func synthRun(opts *SynthOptions) error {
 		}
 	case "Q4_K", "Q4_K_S", "Q4_K_M", "Q6_K":
 		spec.Type = models.F16
-		tmp := opts.Out + ".f16.tmp"
+		// the F16 model goes to a temporary file of its own, next to the
+		// output: a fixed name could be a file of the user's
+		tf, err := os.CreateTemp(filepath.Dir(opts.Out), "."+filepath.Base(opts.Out)+".f16-*")
+		if err != nil {
+			return err
+		}
+		tmp := tf.Name()
+		tf.Close()
+		defer os.Remove(tmp)
 		spec.Overwrite = true
 		if err := models.WriteSynthetic(tmp, spec); err != nil {
 			return err
 		}
-		defer os.Remove(tmp)
 		if err := llamacpp.Quantize(tmp, opts.Out, llamacpp.QuantizeParams{Type: typ, Pure: opts.Pure, Overwrite: opts.Force}); err != nil {
 			return err
 		}

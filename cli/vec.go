@@ -3,6 +3,8 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,14 +103,16 @@ type vecSource struct {
 type VecJSON struct {
 	Sources []vecSource   `json:"sources"`
 	Hooks   []vecHookJSON `json:"hooks"`
+	Notes   []string      `json:"notes,omitempty"`
 }
 
 type vecHookJSON struct {
 	Hook  string    `json:"hook"`
 	Norms []float64 `json:"norms"`
 	// Cosine[i][j] is cos(v_i, v_j); Projection[i][j] is v_i·v_j/‖v_j‖.
-	Cosine     [][]float64 `json:"cosine"`
-	Projection [][]float64 `json:"projection"`
+	// Both are null where v_i (cosine) or v_j is a zero vector.
+	Cosine     [][]*float64 `json:"cosine"`
+	Projection [][]*float64 `json:"projection"`
 }
 
 func vecRun(opts *VecOptions) error {
@@ -159,7 +163,11 @@ func vecRun(opts *VecOptions) error {
 		for i, s := range sources {
 			vs[i] = s.at(h)
 			if len(vs[i]) != len(vs[0]) {
-				return fmt.Errorf("at %s, %s has %d values and %s %d: vectors of different models?", h.Short(), s.Name, len(vs[i]), sources[0].Name, len(vs[0]))
+				at := ""
+				if h.Kind != anyVector {
+					at = " at " + h.Short()
+				}
+				return fmt.Errorf("%s has %d values%s and %s %d: vectors of models of different width cannot be compared; give vectors of one model", s.Name, len(vs[i]), at, sources[0].Name, len(vs[0]))
 			}
 		}
 		hj := vecHookJSON{Hook: h.Name()}
@@ -170,16 +178,31 @@ func vecRun(opts *VecOptions) error {
 			hj.Norms = append(hj.Norms, diff.Norm(vs[i]))
 		}
 		for i := range vs {
-			var cos, proj []float64
+			var cos, proj []*float64
 			for j := range vs {
-				cos = append(cos, diff.Cosine(vs[i], vs[j]))
-				p := 0.0
-				if hj.Norms[j] > 0 {
-					p = diff.Cosine(vs[i], vs[j]) * hj.Norms[i]
+				// a zero vector has no direction: its cosines, and
+				// projections onto it, are undefined (null)
+				var c, p *float64
+				if hj.Norms[i] > 0 && hj.Norms[j] > 0 {
+					cv := diff.Cosine(vs[i], vs[j])
+					pv := cv * hj.Norms[i]
+					c, p = &cv, &pv
+				} else if hj.Norms[j] > 0 {
+					zero := 0.0
+					p = &zero
 				}
-				proj = append(proj, p)
+				cos, proj = append(cos, c), append(proj, p)
 			}
 			hj.Cosine, hj.Projection = append(hj.Cosine, cos), append(hj.Projection, proj)
+		}
+		for i, n := range hj.Norms {
+			if n == 0 {
+				at := ""
+				if h.Kind != anyVector {
+					at = " at " + h.Short()
+				}
+				doc.Notes = append(doc.Notes, fmt.Sprintf("%s is a zero vector%s: it has no direction, so its cosines are undefined (–)", sources[i].Name, at))
+			}
 		}
 		doc.Hooks = append(doc.Hooks, hj)
 	}
@@ -326,6 +349,14 @@ func readNpyVector(path string) ([]float32, error) {
 	if len(shape) != 1 && !(len(shape) == 2 && shape[0] == 1) {
 		return nil, fmt.Errorf("%s has shape %v: a vector is [d] or [1, d]", path, shape)
 	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%s holds an empty vector: a vector has d_model values", path)
+	}
+	for i, x := range data {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return nil, fmt.Errorf("%s: value %d is %v (NaN or infinite): a vector must hold finite numbers", path, i, x)
+		}
+	}
 	return data, nil
 }
 
@@ -347,6 +378,11 @@ func runPairSources(opts *VecOptions, sources []*vecSource, pairs []int) error {
 	hooks, err := models.ParseHooks(spec, m.NLayer())
 	if err != nil {
 		return &UsageError{Err: err}
+	}
+	for _, h := range hooks {
+		if err := m.Hooks.Check(h.Kind); err != nil {
+			return &UsageError{Err: err}
+		}
 	}
 	rs, _ := parseRowSpec(opts.Pos)
 	if rs.all || len(rs.indices) != 1 {
@@ -405,9 +441,13 @@ func printVec(io *IOStreams, doc *VecJSON) error {
 		var rows [][]string
 		for _, h := range doc.Hooks {
 			rows = append(rows, []string{shortHook(h.Hook), fmt.Sprintf("%.4g", h.Norms[0]), fmt.Sprintf("%.4g", h.Norms[1]),
-				fmt.Sprintf("%.4f", h.Cosine[0][1]), fmt.Sprintf("%.4g", h.Projection[0][1]), fmt.Sprintf("%.4g", h.Projection[1][0])})
+				orDash(h.Cosine[0][1], "%.4f"), orDash(h.Projection[0][1], "%.4g"), orDash(h.Projection[1][0], "%.4g")})
 		}
-		return table(io, []string{"hook", "‖[1]‖", "‖[2]‖", "cos", "[1]·û[2]", "[2]·û[1]"}, rows)
+		if err := table(io, []string{"hook", "‖[1]‖", "‖[2]‖", "cos", "[1]·û[2]", "[2]·û[1]"}, rows); err != nil {
+			return err
+		}
+		printNotes(out, doc.Notes)
+		return nil
 	}
 	for _, h := range doc.Hooks {
 		fmt.Fprintf(out, "\n== %s: cosine (norm in the last column) ==\n", shortHook(h.Hook))
@@ -420,7 +460,7 @@ func printVec(io *IOStreams, doc *VecJSON) error {
 		for i := range doc.Sources {
 			r := []string{fmt.Sprintf("[%d]", i+1)}
 			for j := range doc.Sources {
-				r = append(r, fmt.Sprintf("%.3f", h.Cosine[i][j]))
+				r = append(r, orDash(h.Cosine[i][j], "%.3f"))
 			}
 			rows = append(rows, append(r, fmt.Sprintf("%.4g", h.Norms[i])))
 		}
@@ -428,7 +468,21 @@ func printVec(io *IOStreams, doc *VecJSON) error {
 			return err
 		}
 	}
+	printNotes(out, doc.Notes)
 	return nil
+}
+
+func orDash(p *float64, format string) string {
+	if p == nil {
+		return "–"
+	}
+	return fmt.Sprintf(format, *p)
+}
+
+func printNotes(w io.Writer, notes []string) {
+	for _, n := range notes {
+		fmt.Fprintln(w, "note:", n)
+	}
 }
 
 func shortHook(name string) string {

@@ -193,6 +193,11 @@ func ReadControlVector(path string) (*ControlVector, error) {
 		if err != nil {
 			return nil, err
 		}
+		for i, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Errorf("%s: %s[%d] is %v: a direction must hold finite numbers (the file is damaged, or was made from activations that overflowed)", path, t.Name, i, x)
+			}
+		}
 		cv.Directions[l] = v
 	}
 	return cv, nil

@@ -63,6 +63,9 @@ func ReadPrompts(path string, o ReadOptions) ([]Prompt, error) {
 		}
 		var s string
 		if err := json.Unmarshal([]byte(line), &s); err == nil {
+			if strings.TrimSpace(s) == "" {
+				return fmt.Errorf("%s: the prompt is empty: give some text, or delete the line", src)
+			}
 			out = append(out, Prompt{Text: s, Source: src})
 			return nil
 		}
@@ -162,6 +165,9 @@ func eachLine(path string, f func(line string, no int) error) error {
 		return err
 	}
 	defer fh.Close()
+	if st, err := fh.Stat(); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory: give a file of prompts, one per line", path)
+	}
 	sc := bufio.NewScanner(fh)
 	sc.Buffer(make([]byte, 64<<10), maxLine)
 	no := 0

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"unsafe"
@@ -16,6 +17,15 @@ import (
 	"github.com/lldiff/lldiff/callbacks"
 	"github.com/lldiff/lldiff/models"
 )
+
+// MaxThreads is the most CPU threads a context can use (GGML_MAX_N_THREADS):
+// ggml aborts when it cannot start more and hangs on a thread pool larger
+// than this.
+const MaxThreads = C.GGML_MAX_N_THREADS
+
+// MaxSeqs is the most sequences a context decodes together
+// (LLAMA_MAX_SEQ).
+const MaxSeqs = 256
 
 // ContextParams configure a context. Zero values take the defaults.
 type ContextParams struct {
@@ -51,11 +61,19 @@ func (p *ContextParams) defaults() error {
 	if p.Threads <= 0 {
 		p.Threads = PhysicalCores()
 	}
+	if p.Threads > MaxThreads {
+		return fmt.Errorf("%d threads: ggml runs at most %d", p.Threads, MaxThreads)
+	}
+	for _, n := range []int{p.NCtx, p.NBatch, p.NUBatch} {
+		if n > math.MaxInt32 {
+			return fmt.Errorf("context, batch and ubatch sizes must be below 2^31, got %d", n)
+		}
+	}
 	if p.NSeqMax <= 0 {
 		p.NSeqMax = 1
 	}
-	if p.NSeqMax > 256 {
-		return fmt.Errorf("at most 256 sequences can be decoded together, asked for %d", p.NSeqMax)
+	if p.NSeqMax > MaxSeqs {
+		return fmt.Errorf("at most %d sequences can be decoded together, asked for %d", MaxSeqs, p.NSeqMax)
 	}
 	switch strings.ToLower(p.KVType) {
 	case "", "f32":

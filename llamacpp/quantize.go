@@ -9,6 +9,7 @@ import "C"
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"unsafe"
@@ -68,14 +69,29 @@ func Quantize(in, out string, p QuantizeParams) error {
 	if err := f.CheckRunnable(); err != nil {
 		return err
 	}
-	if _, err := os.Stat(out); err == nil && !p.Overwrite {
+	if p.Pure {
+		if err := checkPureRows(f, strings.ToUpper(p.Type)); err != nil {
+			return err
+		}
+	}
+	if st, err := os.Stat(out); err == nil && (!st.Mode().IsRegular() || !p.Overwrite) {
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file: choose a file path for the quantized model", out)
+		}
 		return fmt.Errorf("%s already exists: choose another name or pass --force to replace it", out)
 	}
 	threads := p.Threads
 	if threads <= 0 {
 		threads = PhysicalCores()
 	}
-	tmp := out + ".tmp"
+	// a temporary file of its own in the output's directory: a fixed name
+	// such as out.tmp could be a file of the user's
+	tf, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := tf.Name()
+	tf.Close()
 	qp := C.llama_model_quantize_default_params()
 	qp.nthread = C.int32_t(threads)
 	qp.ftype = ft
@@ -87,5 +103,30 @@ func Quantize(in, out string, p QuantizeParams) error {
 		os.Remove(tmp)
 		return fmt.Errorf("llama.cpp could not quantize %s to %s (status %d); run with -v for its log", in, p.Type, int(rc))
 	}
-	return os.Rename(tmp, out)
+	if err := os.Rename(tmp, out); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// checkPureRows checks that every matrix llama.cpp quantizes with pure set
+// has rows that are whole blocks of the type: llama.cpp's quantizer aborts
+// on one that is not (without pure it falls back to another type).
+func checkPureRows(f *models.File, typ string) error {
+	name := strings.TrimSuffix(strings.TrimSuffix(typ, "_S"), "_M")
+	t, err := models.ParseGGMLType(name)
+	if err != nil || t.BlockSize() <= 1 {
+		return nil
+	}
+	for _, ti := range f.Tensors {
+		if len(ti.Dims) < 2 || !strings.HasSuffix(ti.Name, "weight") || strings.HasSuffix(ti.Name, "_norm.weight") || ti.Name == "position_embd.weight" {
+			continue
+		}
+		if ti.Dims[0]%uint64(t.BlockSize()) != 0 {
+			return fmt.Errorf("%s with pure set needs every matrix row to be a multiple of %d values (one %s block), but %s has rows of %d: leave pure off (llama.cpp then gives such matrices another type) or use widths that are multiples of %d",
+				typ, t.BlockSize(), name, ti.Name, ti.Dims[0], t.BlockSize())
+		}
+	}
+	return nil
 }

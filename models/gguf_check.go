@@ -19,6 +19,9 @@ var archHints = map[string]string{
 	"clip":         "a CLIP vision encoder (multimodal projector)",
 	"t5":           "an encoder-decoder model",
 	"t5encoder":    "an encoder model",
+	// written by lldiff contrast --export-cvec or llama.cpp's
+	// cvector-generator
+	"controlvector": "a control vector, not a model (steer takes it with --cvec)",
 }
 
 // maxProblems is how many problems a CheckRunnable error lists.

@@ -218,10 +218,18 @@ func (w *Writer) WriteTo(dst io.Writer) (int64, error) {
 // It refuses to replace an existing file unless w.Overwrite is set; that
 // error wraps fs.ErrExist.
 func (w *Writer) WriteFile(path string) (err error) {
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		// renaming over a directory fails, and over a device such as
+		// /dev/null or a pipe replaces it with a plain file
+		return fmt.Errorf("%s is not a regular file (%v): it cannot be replaced by a GGUF file; choose a file path", path, st.Mode().Type())
+	}
 	if !w.Overwrite {
 		if _, err := os.Lstat(path); err == nil {
 			return existError(path)
 		}
+	}
+	if free, ok := diskFree(filepath.Dir(path)); ok && uint64(w.Size()) > free {
+		return fmt.Errorf("%s would take %.3g GB, but its file system has %.3g GB free: free some space or write it elsewhere", path, float64(w.Size())/1e9, float64(free)/1e9)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -263,7 +271,7 @@ func (w *Writer) WriteFile(path string) (err error) {
 }
 
 func existError(path string) error {
-	return fmt.Errorf("%s already exists; pass --force to overwrite it: %w", path, fs.ErrExist)
+	return fmt.Errorf("%s already exists (pass --force to overwrite it): %w", path, fs.ErrExist)
 }
 
 // tensorSink counts what a fill function writes and stops it at the tensor

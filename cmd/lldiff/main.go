@@ -11,6 +11,7 @@ import (
 func main() {
 	io := cli.SystemIO()
 	root := cli.NewRootCmd(io)
+	root.SetArgs(cli.NormalizeArgs(os.Args[1:]))
 	err := root.Execute()
 	if err != nil {
 		fmt.Fprintln(io.ErrOut, "lldiff:", err)

@@ -111,7 +111,7 @@ func Read(r io.Reader) (shape []int, data []float32, err error) {
 	}
 	hs := string(h)
 	if !strings.Contains(hs, "'descr': '<f4'") || !strings.Contains(hs, "'fortran_order': False") {
-		return nil, nil, fmt.Errorf("npy: only little-endian float32 C-order arrays are supported, header %q", hs)
+		return nil, nil, fmt.Errorf("npy: only little-endian float32 C-order arrays are supported (save it with numpy.save(path, numpy.ascontiguousarray(a, dtype=numpy.float32))), header %q", strings.TrimSpace(hs))
 	}
 	i := strings.Index(hs, "'shape': (")
 	if i < 0 {
@@ -132,12 +132,20 @@ func Read(r io.Reader) (shape []int, data []float32, err error) {
 		if err != nil || d < 0 {
 			return nil, nil, fmt.Errorf("npy: bad dimension %q", p)
 		}
+		if d > 0 && n > math.MaxInt/4/d {
+			return nil, nil, fmt.Errorf("npy: shape (%s) is too large to hold in memory", rest[:j])
+		}
 		shape = append(shape, d)
 		n *= d
 	}
-	buf := make([]byte, 4*n)
-	if _, err := io.ReadFull(br, buf); err != nil {
+	// The data is read as it comes, not into a buffer of the size the
+	// header claims: a damaged header must not allocate terabytes.
+	buf, err := io.ReadAll(io.LimitReader(br, int64(4*n)))
+	if err != nil {
 		return nil, nil, fmt.Errorf("npy: data: %w", err)
+	}
+	if len(buf) < 4*n {
+		return nil, nil, fmt.Errorf("npy: the header's shape %v needs %d bytes of data, but the file holds %d: it is truncated or its header is damaged", shape, 4*n, len(buf))
 	}
 	data = make([]float32, n)
 	for k := range data {
