@@ -442,3 +442,13 @@ func TestTokenizeByteTokens(t *testing.T) {
 		t.Errorf("byte tokens give %q, want the emoji's 4 bytes", raw)
 	}
 }
+
+func TestTokenizeJSONEmptySplitWords(t *testing.T) {
+	out, _, err := run(t, false, "tokenize", "--json", "-m", shared(t, models.VocabGPT2), "Hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"split_words": []`) {
+		t.Errorf("split_words should be an empty list:\n%s", out)
+	}
+}

@@ -92,7 +92,7 @@ func tokenList(m *llamacpp.Model, ids []int32) []tokenJSON {
 // of more than one token. A lone space token counts as part of the next word:
 // that is how SentencePiece splits " 1999" into "▁" + "1" + ...
 func splitWords(toks []tokenJSON) []wordJSON {
-	var out []wordJSON
+	out := []wordJSON{} // [] rather than null in JSON
 	start := -1
 	flush := func(end int) {
 		if start >= 0 && end-start > 1 {
