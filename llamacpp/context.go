@@ -118,6 +118,29 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 		return nil, fmt.Errorf("%s was loaded vocab-only: it cannot run", m.Path)
 	}
 	rec := callbacks.New()
+	c := m.initContext(p, rec)
+	if c == nil {
+		rec.Close()
+		return nil, fmt.Errorf("llama.cpp could not create a context of %d tokens for %s (out of memory?); run with -v for its log", p.NCtx, m.Path)
+	}
+	tpp := C.ggml_threadpool_params_default(C.int(p.Threads))
+	// Workers spin briefly (poll 1: about a hundred microseconds) before
+	// they sleep: long enough to pick up the next piece of a graph cut by
+	// a capture without a futex wake-up, short enough that an idle
+	// context's workers do not compete with the next context's (poll 0
+	// costs 3-5% more per capture; ggml's default 50 spins for tens of
+	// milliseconds and made two alternating contexts 30% slower).
+	tpp.poll = 1
+	tp := C.ggml_threadpool_new(&tpp)
+	if tp != nil {
+		C.llama_attach_threadpool(c, tp, tp)
+	}
+	return &Context{c: c, m: m, rec: rec, p: p, tp: tp}, nil
+}
+
+// initContext creates the llama.cpp context for p with rec behind its eval
+// callback, or returns nil. m.mu must be held.
+func (m *Model) initContext(p ContextParams, rec *callbacks.Recorder) *C.struct_llama_context {
 	cp := C.llama_context_default_params()
 	cp.n_ctx = C.uint32_t(p.NCtx)
 	cp.n_batch = C.uint32_t(p.NBatch)
@@ -140,24 +163,29 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 		cp.cb_eval = C.ggml_backend_sched_eval_callback(fn)
 		cp.cb_eval_user_data = ud
 	}
-	c := C.llama_init_from_model(m.c, cp)
-	if c == nil {
-		rec.Close()
-		return nil, fmt.Errorf("llama.cpp could not create a context of %d tokens for %s (out of memory?); run with -v for its log", p.NCtx, m.Path)
+	return C.llama_init_from_model(m.c, cp)
+}
+
+// rebuild replaces c's llama.cpp context by a new one with the same
+// parameters, recorder and thread pool: an empty KV cache and no compute
+// graph to reuse. c.mu must be held.
+func (c *Context) rebuild() error {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	if c.m.c == nil {
+		return errClosed
 	}
-	tpp := C.ggml_threadpool_params_default(C.int(p.Threads))
-	// Workers spin briefly (poll 1: about a hundred microseconds) before
-	// they sleep: long enough to pick up the next piece of a graph cut by
-	// a capture without a futex wake-up, short enough that an idle
-	// context's workers do not compete with the next context's (poll 0
-	// costs 3-5% more per capture; ggml's default 50 spins for tens of
-	// milliseconds and made two alternating contexts 30% slower).
-	tpp.poll = 1
-	tp := C.ggml_threadpool_new(&tpp)
-	if tp != nil {
-		C.llama_attach_threadpool(c, tp, tp)
+	nc := c.m.initContext(c.p, c.rec)
+	if nc == nil {
+		return fmt.Errorf("llama.cpp could not recreate the context of %d tokens for %s (out of memory?)", c.p.NCtx, c.m.Path)
 	}
-	return &Context{c: c, m: m, rec: rec, p: p, tp: tp}, nil
+	C.llama_free(c.c)
+	c.c = nc
+	if c.tp != nil {
+		C.llama_attach_threadpool(c.c, c.tp, c.tp)
+	}
+	c.decodes = 0
+	return nil
 }
 
 // Params returns the context's parameters with defaults filled in.

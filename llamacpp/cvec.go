@@ -7,7 +7,6 @@ package llamacpp
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"unsafe"
@@ -45,10 +44,6 @@ type cvecState struct {
 	layers []int
 }
 
-// ErrControlVectorAfterDecode is returned by SetControlVector on a context
-// that has decoded without a control vector.
-var ErrControlVectorAfterDecode = errors.New("llamacpp: this context has decoded without a control vector, and llama.cpp would keep reusing the compute graph it built without one (its reuse check does not see the vector change): set the control vector, zeros if need be, before the first decode, or create a new context")
-
 // SetControlVector makes every later decode of c add dirs[l] to the output
 // of layer l (resid_post.l) at every token, as llama.cpp's --control-vector
 // does with direction.l. dirs has at most NLayer entries; a nil or missing
@@ -56,9 +51,13 @@ var ErrControlVectorAfterDecode = errors.New("llamacpp: this context has decoded
 // dirs[0] must be nil or zero. Each entry has NEmbd finite values; c keeps
 // no reference to them.
 //
-// The first call must come before c's first decode (see
-// ErrControlVectorAfterDecode); later calls may change the vector at any
-// time, between any two decodes.
+// llama.cpp reuses a compute graph when the next batch has the same shape,
+// and its reuse check does not see a control vector being turned on: a
+// vector turned on after a decode would be ignored until the batch shape
+// changed. So the first call on a context that has already decoded without
+// a vector rebuilds the llama.cpp context (same parameters, empty KV cache);
+// later calls only rewrite the vector's values, which the graph reads when
+// it runs, and may come between any two decodes.
 func (c *Context) SetControlVector(dirs [][]float32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -98,7 +97,9 @@ func (c *Context) SetControlVector(dirs [][]float32) error {
 		layers = append(layers, l)
 	}
 	if !c.cvec.on && c.decodes > 0 {
-		return ErrControlVectorAfterDecode
+		if err := c.rebuild(); err != nil {
+			return err
+		}
 	}
 	if err := c.applyAdapter(data); err != nil {
 		return err

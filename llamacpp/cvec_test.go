@@ -1,7 +1,6 @@
 package llamacpp
 
 import (
-	"errors"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -207,11 +206,13 @@ func TestControlVectorAtResidPost(t *testing.T) {
 	}
 }
 
-// TestControlVectorStaleGraph shows why SetControlVector refuses a context
+// TestControlVectorStaleGraph shows why SetControlVector rebuilds a context
 // that has decoded without a vector: llama.cpp turns its adapter on, but
 // reuses the graph it built without the add nodes, and the vector has no
-// effect until the ubatch shape changes. If this test fails because the
-// vector now applies, llama.cpp fixed its reuse check and the guard can go.
+// effect until the ubatch shape changes. If the first part fails because the
+// vector now applies, llama.cpp fixed its reuse check and the rebuild can go.
+// The second part checks that SetControlVector after decodes gives exactly
+// what a fresh context with the vector gives.
 func TestControlVectorStaleGraph(t *testing.T) {
 	m := loadShared(t, "stories260K.gguf")
 	nl, d := m.NLayer(), m.NEmbd()
@@ -220,40 +221,64 @@ func TestControlVectorStaleGraph(t *testing.T) {
 	v := randomDir(3, d, 4)
 	data := make([]float32, (nl-1)*d)
 	copy(data[(2-1)*d:], v) // layer 2
-
-	c, err := m.NewContext(ContextParams{NCtx: 256, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
+	dirs := make([][]float32, nl)
+	dirs[2] = v
+	newCtx := func() *Context {
+		c, err := m.NewContext(ContextParams{NCtx: 256, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
-	defer c.Close()
+
+	// llama.cpp's own behaviour, through its call directly.
+	c := newCtx()
 	base := logitsOf(t, c, [][]int32{toks})[0]
 	baseLonger := logitsOf(t, c, [][]int32{longer})[0]
 	base2 := logitsOf(t, c, [][]int32{toks})[0] // graph for toks' shape is current again
-
-	dirs := make([][]float32, nl)
-	dirs[2] = v
-	if err := c.SetControlVector(dirs); !errors.Is(err, ErrControlVectorAfterDecode) {
-		t.Fatalf("SetControlVector after a decode: err = %v, want ErrControlVectorAfterDecode", err)
+	if !identical(base, base2) {
+		t.Fatal("two plain decodes of the same tokens differ")
 	}
-
-	// What happens without the guard: llama.cpp's own call.
 	c.mu.Lock()
-	err = c.applyAdapter(data)
+	err := c.applyAdapter(data)
 	c.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !identical(base, base2) {
-		t.Fatal("two plain decodes of the same tokens differ")
-	}
 	stale := logitsOf(t, c, [][]int32{toks})[0]
 	if !identical(stale, base) {
-		t.Fatalf("llama.cpp applied a vector turned on after a decode (logits moved by %.3g): its graph reuse no longer goes stale; the guard in SetControlVector can go",
+		t.Fatalf("llama.cpp applied a vector turned on after a decode (logits moved by %.3g): its graph reuse no longer goes stale; SetControlVector need not rebuild",
 			maxAbsDiff(stale, base))
 	}
 	// A new shape forces a new graph, and only then the vector counts.
 	if got := logitsOf(t, c, [][]int32{longer})[0]; maxAbsDiff(got, baseLonger) < 1e-3 {
 		t.Error("after a new graph was built, the vector still had no effect")
+	}
+
+	// lldiff: SetControlVector after decodes equals a fresh context with
+	// the vector set before its first decode.
+	fresh := newCtx()
+	if err := fresh.SetControlVector(dirs); err != nil {
+		t.Fatal(err)
+	}
+	want := logitsOf(t, fresh, [][]int32{toks})[0]
+	if maxAbsDiff(want, base) < 1e-3 {
+		t.Fatal("the vector does not move the logits: the test cannot tell stale from fresh")
+	}
+	used := newCtx()
+	logitsOf(t, used, [][]int32{toks})
+	logitsOf(t, used, [][]int32{toks})
+	if err := used.SetControlVector(dirs); err != nil {
+		t.Fatal(err)
+	}
+	if got := logitsOf(t, used, [][]int32{toks})[0]; !identical(got, want) {
+		t.Errorf("SetControlVector after decodes: logits differ from a fresh context by %.3g", maxAbsDiff(got, want))
+	}
+	// and the context keeps capturing after the rebuild
+	caches, err := used.Run([][]int32{toks}, RunOptions{Hooks: []models.Hook{{Kind: models.ResidPost, Layer: 2}}})
+	if err != nil || caches[0] == nil {
+		t.Fatalf("capture after rebuild: %v", err)
 	}
 }
 
