@@ -6,10 +6,8 @@
 GO       ?= go
 BIN      := bin/lldiff
 PKG      := ./cmd/lldiff
-# The shared test models: ../shared/models when it exists (tests also look
-# for a shared/models above the working directory, or $LLDIFF_SHARED_MODELS).
-SHARED   ?= $(wildcard $(abspath ../shared/models))
-SHARED_ENV = $(if $(SHARED),LLDIFF_SHARED_MODELS=$(SHARED))
+# Tests, benchmarks and the demo use the small models that ship in
+# testdata/models (set LLDIFF_SHARED_MODELS to use another folder).
 CUDA_ARCH ?= native
 
 UNAME_M := $(shell uname -m)
@@ -56,11 +54,11 @@ build: deps
 
 test: deps
 	$(CGO_ENV) $(GO) vet ./...
-	$(CGO_ENV) $(SHARED_ENV) $(GO) test $(TEST_FLAGS) ./...
+	$(CGO_ENV) $(GO) test $(TEST_FLAGS) ./...
 	$(CGO_ENV) $(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./models/
 
 test-short: deps
-	$(CGO_ENV) $(SHARED_ENV) $(GO) test -short $(TEST_FLAGS) ./...
+	$(CGO_ENV) $(GO) test -short $(TEST_FLAGS) ./...
 
 fuzz: deps
 	$(CGO_ENV) $(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=10m ./models/
@@ -70,7 +68,7 @@ demo: build
 
 bench: build
 	@mkdir -p bench
-	$(CGO_ENV) $(SHARED_ENV) $(GO) test -run=NONE -bench=. -benchtime=$${BENCHTIME:-3x} -count=$${BENCHCOUNT:-1} -timeout 60m ./... | tee bench/raw.txt
+	$(CGO_ENV) $(GO) test -run=NONE -bench=. -benchtime=$${BENCHTIME:-3x} -count=$${BENCHCOUNT:-1} -timeout 60m ./... | tee bench/raw.txt
 	@$(GO) run ./scripts/benchtable bench/raw.txt
 
 lint: deps

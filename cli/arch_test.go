@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lldiff/lldiff/internal/npy"
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -20,8 +21,8 @@ import (
 // synth and its default vocabulary for that architecture.
 func synthArch(t *testing.T, preset, typ string) string {
 	t.Helper()
-	shared(t, models.VocabGPT2) // the default vocabularies must exist
-	shared(t, models.VocabGPTNeoX)
+	testmodels.Path(t, testmodels.VocabGPT2) // the default vocabularies must exist
+	testmodels.Path(t, testmodels.VocabGPTNeoX)
 	p := filepath.Join(t.TempDir(), preset+"-"+typ+".gguf")
 	out, _, err := run(t, false, "synth", "-o", p, "--preset", preset, "--type", typ,
 		"--layers", "2", "--d-model", "64", "--heads", "4", "--d-ff", "128", "--ctx", "96")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lldiff/lldiff/internal/benchmodels"
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
@@ -26,7 +27,7 @@ const (
 // callback, alternating the two. Reports compare/2decodes-ratio (target
 // ≤ 1.25) and the model load time.
 func BenchmarkCompare(b *testing.B) {
-	path, err := models.CachedSynthetic("bench-cpu", models.Q4_0)
+	path, err := benchmodels.Synthetic("bench-cpu", models.Q4_0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func BenchmarkCompareRSS(b *testing.B) {
 	if _, err := os.Stat("/usr/bin/time"); err != nil {
 		b.Skip("GNU time not installed")
 	}
-	path, err := models.CachedSynthetic("llama2-7b", models.Q4_0)
+	path, err := benchmodels.Synthetic("llama2-7b", models.Q4_0)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,25 +12,10 @@ import (
 	"testing"
 
 	"github.com/lldiff/lldiff/internal/npy"
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
-
-func shared(t testing.TB, name string) string {
-	t.Helper()
-	dir, err := models.SharedModelsDir()
-	if err != nil {
-		if os.Getenv(models.SkipSharedEnv) == "1" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("test model missing: %v", err)
-	}
-	return p
-}
 
 // run executes lldiff with args and returns stdout, stderr and the error.
 func run(t testing.TB, tty bool, args ...string) (string, string, error) {
@@ -52,10 +37,10 @@ func TestTokenizeKnownIDs(t *testing.T) {
 		want  []int32
 		bos   bool
 	}{
-		{models.VocabLlamaSPM, []int32{1, 15043, 3186}, true},
-		{models.VocabGPT2, []int32{15496, 995}, false},
+		{testmodels.VocabLlamaSPM, []int32{1, 15043, 3186}, true},
+		{testmodels.VocabGPT2, []int32{15496, 995}, false},
 	} {
-		out, _, err := run(t, false, "tokenize", "--json", "-m", shared(t, tc.vocab), "Hello world")
+		out, _, err := run(t, false, "tokenize", "--json", "-m", testmodels.Path(t, tc.vocab), "Hello world")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +69,7 @@ func TestTokenizeKnownIDs(t *testing.T) {
 // on: a prompt starting with a space gets a lone "▁" token, and " sad" is
 // two pieces in stories260K while " happy" is one.
 func TestTokenizeExplainsSplits(t *testing.T) {
-	out, _, err := run(t, false, "tokenize", "-m", shared(t, models.Stories260K), " happy", " sad")
+	out, _, err := run(t, false, "tokenize", "-m", testmodels.Path(t, testmodels.Stories260K), " happy", " sad")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +84,7 @@ func TestTokenizeExplainsSplits(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	out, _, err = run(t, false, "tokenize", "--bos", "no", "-m", shared(t, models.Stories260K), "happy")
+	out, _, err = run(t, false, "tokenize", "--bos", "no", "-m", testmodels.Path(t, testmodels.Stories260K), "happy")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +94,7 @@ func TestTokenizeExplainsSplits(t *testing.T) {
 }
 
 func TestCaptureWritesNpyAndIndex(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	dir := filepath.Join(t.TempDir(), "acts")
 	prompt := "Lily saw a big dog in the park"
 	out, _, err := run(t, true, "capture", "-m", model, "--hooks", "resid_post,attn_out.1,mlp_out.-1", "-o", dir, prompt)
@@ -234,7 +219,7 @@ func ggufString(t *testing.T, b []byte, s string) int {
 }
 
 func TestBadInputs(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	tmp := t.TempDir()
 	text := filepath.Join(tmp, "notes.txt")
 	os.WriteFile(text, []byte("these are my notes, not a model\n"), 0o644)
@@ -270,7 +255,7 @@ func TestBadInputs(t *testing.T) {
 		{"unknown hook", []string{"capture", "-m", model, "--hooks", "resid_psot", "-o", tmp + "/o10", "hi"}, []string{"resid_psot", "resid_post"}},
 		{"layer out of range", []string{"capture", "-m", model, "--hooks", "resid_post.7", "-o", tmp + "/o11", "hi"}, []string{"out of range", "5 layers"}},
 		{"bad kv type", []string{"capture", "-m", model, "--kv-type", "q4", "-o", tmp + "/o12", "hi"}, []string{"f32", "f16"}},
-		{"vocab-only model", []string{"capture", "-m", shared(t, models.VocabLlamaSPM), "-o", tmp + "/o13", "hi"}, []string{"weights"}},
+		{"vocab-only model", []string{"capture", "-m", testmodels.Path(t, testmodels.VocabLlamaSPM), "-o", tmp + "/o13", "hi"}, []string{"weights"}},
 		{"inspect text file", []string{"inspect", text}, []string{"not a GGUF"}},
 		{"tokenize missing model", []string{"tokenize", "-m", filepath.Join(tmp, "nope.gguf"), "hi"}, []string{"nope.gguf"}},
 	} {
@@ -292,7 +277,7 @@ func TestBadInputs(t *testing.T) {
 }
 
 func TestInspectJSON(t *testing.T) {
-	out, _, err := run(t, false, "inspect", "--json", shared(t, models.TinyStories656KQ8))
+	out, _, err := run(t, false, "inspect", "--json", testmodels.Path(t, testmodels.TinyStories656KQ8))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +298,7 @@ func TestInspectJSON(t *testing.T) {
 
 func TestSynthCapture(t *testing.T) {
 	dir := t.TempDir()
-	vocab := shared(t, models.VocabLlamaSPM)
+	vocab := testmodels.Path(t, testmodels.VocabLlamaSPM)
 	for _, typ := range []string{"F32", "F16", "Q8_0", "Q4_0"} {
 		t.Run(typ, func(t *testing.T) {
 			p := filepath.Join(dir, typ+".gguf")
@@ -384,7 +369,7 @@ func TestDevices(t *testing.T) {
 // (rows must be multiples of 256) and runs them.
 func TestSynthKQuants(t *testing.T) {
 	dir := t.TempDir()
-	vocab := shared(t, models.VocabLlamaSPM)
+	vocab := testmodels.Path(t, testmodels.VocabLlamaSPM)
 	for _, tc := range []struct {
 		typ  string
 		want string // the type most matrices get
@@ -414,7 +399,7 @@ func TestSynthKQuants(t *testing.T) {
 // TestTokenizeByteTokens: an emoji is split by SentencePiece into byte
 // tokens; each shows as <0xNN> and its raw byte is in the JSON.
 func TestTokenizeByteTokens(t *testing.T) {
-	out, _, err := run(t, false, "tokenize", "--json", "-m", shared(t, models.VocabLlamaSPM), "🦙")
+	out, _, err := run(t, false, "tokenize", "--json", "-m", testmodels.Path(t, testmodels.VocabLlamaSPM), "🦙")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +429,7 @@ func TestTokenizeByteTokens(t *testing.T) {
 }
 
 func TestTokenizeJSONEmptySplitWords(t *testing.T) {
-	out, _, err := run(t, false, "tokenize", "--json", "-m", shared(t, models.VocabGPT2), "Hello")
+	out, _, err := run(t, false, "tokenize", "--json", "-m", testmodels.Path(t, testmodels.VocabGPT2), "Hello")
 	if err != nil {
 		t.Fatal(err)
 	}

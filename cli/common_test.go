@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
-	"github.com/lldiff/lldiff/models"
 )
 
 // runJSON runs lldiff with args, which must succeed and print one JSON
@@ -74,7 +74,7 @@ func TestPromptHelpers(t *testing.T) {
 }
 
 func TestTokenizePromptsAndAnswers(t *testing.T) {
-	m, err := llamacpp.LoadModel(shared(t, models.Stories260K), llamacpp.ModelParams{VocabOnly: true})
+	m, err := llamacpp.LoadModel(testmodels.Path(t, testmodels.Stories260K), llamacpp.ModelParams{VocabOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
@@ -95,7 +96,7 @@ func jsonDiff(path string, g, w any) string {
 }
 
 func TestCompareGolden(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	args := []string{"compare", "-m", model, "-t", "1", "--answer", " she", "--answer", " he", goldenA, goldenB}
 	// the model path differs between machines: golden files use a fixed name
 	fix := func(s string) string { return strings.ReplaceAll(s, model, "stories260K.gguf") }
@@ -122,7 +123,7 @@ func compareJSON(t *testing.T, args ...string) CompareJSON {
 // pair really moves the pronoun, the lens reads the difference as the
 // pronoun, and the last layer's lens agrees with the model.
 func TestCompareBehaviour(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	doc := compareJSON(t, "-m", model, goldenA, goldenB)
 	if doc.Prompts[0].Top[0].Piece != "▁she" || doc.Prompts[1].Top[0].Piece != "▁he" {
 		t.Errorf("predictions: A %v, B %v; want ▁she / ▁he", doc.Prompts[0].Top[0], doc.Prompts[1].Top[0])
@@ -153,8 +154,8 @@ func TestCompareBehaviour(t *testing.T) {
 // TestLensTopMatchesModel: on every test prompt, the last layer's lens top-1
 // equals the model's own prediction, for the prompt pair's both sides.
 func TestLensTopMatchesModel(t *testing.T) {
-	for _, name := range []string{models.Stories260K, models.TinyStories656KF16, models.TinyStories656KQ8} {
-		model := shared(t, name)
+	for _, name := range []string{testmodels.Stories260K, testmodels.TinyStories656KF16, testmodels.TinyStories656KQ8} {
+		model := testmodels.Path(t, name)
 		for _, pair := range [][2]string{
 			{"Tom had a red ball", "Tom had a blue ball"},
 			{"The dog was happy", "The dog was sad"},
@@ -175,7 +176,7 @@ func TestLensTopMatchesModel(t *testing.T) {
 }
 
 func TestCompareDifferentLengths(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	a, b := "The dog was happy", "The dog was sad" // " sad" is two tokens in stories260K
 	doc := compareJSON(t, "-m", model, a, b)
 	la, lb := len(doc.Prompts[0].Tokens), len(doc.Prompts[1].Tokens)
@@ -215,7 +216,7 @@ func TestCompareDifferentLengths(t *testing.T) {
 // from llama.cpp: the answer's tokens after the prompt, each scored with the
 // earlier ones fed in.
 func TestAnswerScoring(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	a, b := goldenA, goldenB
 	answers := []string{" she", " she went to the park"}
 	args := []string{"-m", model, a, b}
@@ -297,7 +298,7 @@ func TestAnswerScoring(t *testing.T) {
 }
 
 func TestCompareBadFlags(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lldiff/lldiff/contrast"
+	"github.com/lldiff/lldiff/internal/benchmodels"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
@@ -40,7 +41,7 @@ func benchPairs(n int) *contrast.Dataset {
 // llamacpp/contrast-ratio = contrast time ÷ bare llama.cpp time (target
 // ≤ 1.25: contrast keeps at least 80% of llama.cpp's batched throughput).
 func BenchmarkContrast(b *testing.B) {
-	path, err := models.CachedSynthetic("small", models.F16)
+	path, err := benchmodels.Synthetic("small", models.F16)
 	if err != nil {
 		b.Fatal(err)
 	}

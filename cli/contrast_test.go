@@ -13,6 +13,7 @@ import (
 
 	"github.com/lldiff/lldiff/contrast"
 	"github.com/lldiff/lldiff/internal/npy"
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
@@ -30,7 +31,7 @@ const oneThread = "-t1"
 
 func contrastJSON(t *testing.T, args ...string) ContrastJSON {
 	t.Helper()
-	return runJSON[ContrastJSON](t, append([]string{"contrast", "--json", oneThread, "-m", shared(t, models.Stories260K)}, args...)...)
+	return runJSON[ContrastJSON](t, append([]string{"contrast", "--json", oneThread, "-m", testmodels.Path(t, testmodels.Stories260K)}, args...)...)
 }
 
 func pieces(ts []lensTokenJSON) []string {
@@ -99,7 +100,7 @@ func TestContrastHeShe(t *testing.T) {
 	}
 
 	// Steering with the exported vector, in both directions.
-	sd := runJSON[SteerJSON](t, "steer", "--json", oneThread, "-m", shared(t, models.Stories260K), "--cvec", cvec,
+	sd := runJSON[SteerJSON](t, "steer", "--json", oneThread, "-m", testmodels.Path(t, testmodels.Stories260K), "--cvec", cvec,
 		"--scale", "-1,0,1", "-n", "12", "--answer", " she", "--answer", " he", "Tom and Lily went to the park. Then")
 	if len(sd.Scales) != 3 {
 		t.Fatalf("%d scales", len(sd.Scales))
@@ -206,7 +207,7 @@ func cvectorGeneratorMean(t *testing.T, m *llamacpp.Model, pairs [][2]string) ma
 // --method mean, one layer apart by default and at the same indices with
 // --cvec-layer-offset 1.
 func TestContrastMatchesCvectorGenerator(t *testing.T) {
-	m, err := llamacpp.LoadModel(shared(t, models.Stories260K), llamacpp.ModelParams{})
+	m, err := llamacpp.LoadModel(testmodels.Path(t, testmodels.Stories260K), llamacpp.ModelParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func TestContrastBadInputs(t *testing.T) {
 	uneq := write("uneq.jsonl", `{"a": "Lily was happy", "b": "Tom was happy"}`+"\n"+`{"a": "she ran", "b": "he ran"}`+"\n")
 	noB := write("nob.jsonl", `{"a": "x"}`+"\n")
 	long := write("long.txt", strings.Repeat("the big dog ran and ", 20)+"\n")
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -369,7 +370,7 @@ func TestContrastBadInputs(t *testing.T) {
 }
 
 func TestContrastProgressOnlyOnTerminal(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	args := []string{"contrast", oneThread, "-m", model, "--a", sheFile, "--b", heFile, "--paired", "--kinds", "resid_post", "-P", "4"}
 	out, errOut, err := run(t, true, args...)
 	if err != nil {
@@ -458,18 +459,18 @@ print("ok", len(idx["files"]))`
 		}
 	}
 	// the directory is now not empty
-	_, _, err = run(t, false, "contrast", oneThread, "-m", shared(t, models.Stories260K), "--a", sheFile, "--b", heFile, "--save-vectors", dir)
+	_, _, err = run(t, false, "contrast", oneThread, "-m", testmodels.Path(t, testmodels.Stories260K), "--a", sheFile, "--b", heFile, "--save-vectors", dir)
 	if err == nil || !strings.Contains(err.Error(), "--force") {
 		t.Errorf("non-empty directory: err = %v", err)
 	}
-	_, _, err = run(t, false, "contrast", oneThread, "-m", shared(t, models.Stories260K), "--a", sheFile, "--b", heFile, "--export-cvec", cvec)
+	_, _, err = run(t, false, "contrast", oneThread, "-m", testmodels.Path(t, testmodels.Stories260K), "--a", sheFile, "--b", heFile, "--export-cvec", cvec)
 	if err == nil || !strings.Contains(err.Error(), "--force") {
 		t.Errorf("existing control vector: err = %v", err)
 	}
 }
 
 func TestSteerOutputsAndErrors(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	cvec := filepath.Join(t.TempDir(), "she.gguf")
 	contrastJSON(t, "--a", sheFile, "--b", heFile, "--paired", "--kinds", "resid_post", "--lens-k", "0", "--export-cvec", cvec)
 	out, _, err := run(t, false, "steer", oneThread, "-m", model, "--cvec", cvec, "--scale", "2", "-n", "8", "--answer", " she", "Tom and Lily went to the park. Then")
@@ -490,7 +491,7 @@ func TestSteerOutputsAndErrors(t *testing.T) {
 	}
 	// a vector for another model: TinyStories-656K has d_model 128
 	other := filepath.Join(t.TempDir(), "other.gguf")
-	if _, _, err := run(t, false, "contrast", "--json", oneThread, "-m", shared(t, models.TinyStories656KF16), "--a", sheFile, "--b", heFile, "--kinds", "resid_post", "--lens-k", "0", "--export-cvec", other); err != nil {
+	if _, _, err := run(t, false, "contrast", "--json", oneThread, "-m", testmodels.Path(t, testmodels.TinyStories656KF16), "--a", sheFile, "--b", heFile, "--kinds", "resid_post", "--lens-k", "0", "--export-cvec", other); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -545,7 +546,7 @@ func fmtFloats(xs []float64) string {
 }
 
 func TestVecPairsAndErrors(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	vd := runJSON[VecJSON](t, "vec", "--json", oneThread, "-m", model, "--hooks", "resid_post.0,resid_post.3", "Tom ran|Tom sat", "Lily ran|Lily sat", "the dog|the cat")
 	if len(vd.Hooks) != 2 || len(vd.Hooks[0].Cosine) != 3 {
 		t.Fatalf("hooks %d, matrix %d", len(vd.Hooks), len(vd.Hooks[0].Cosine))

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lldiff/lldiff/models"
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 // The patching prompts: stories260K says " she" after the clean prompt
@@ -26,7 +26,7 @@ const (
 // patchArgs returns the arguments of a patch run on stories260K with one
 // thread (ggml's spinning threads slow a tiny model down on a busy machine).
 func patchArgs(t *testing.T, extra ...string) []string {
-	return append([]string{"patch", "-t", "1", "-m", shared(t, models.Stories260K),
+	return append([]string{"patch", "-t", "1", "-m", testmodels.Path(t, testmodels.Stories260K),
 		"--clean", patchCleanText, "--corrupt", patchCorruptText, "--answer", " she"}, extra...)
 }
 
@@ -283,7 +283,7 @@ func TestPatchFromCompare(t *testing.T) {
 // position-wise patching is refused with the reason, last-position,
 // whole-layer and explicit clean:corrupt pairs run.
 func TestPatchUnequalLengths(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	// "Tom" is two tokens (▁T om), "Lily" one
 	args := []string{"patch", "-t", "1", "-m", model, "--clean", "Lily went to the park. Lily said", "--corrupt", "Tom went to the park. Tom said", "--answer", " she", "--wrong", " he"}
 	_, _, err := run(t, false, args...)
@@ -334,7 +334,7 @@ func TestPatchUnequalLengths(t *testing.T) {
 }
 
 func TestPatchBadInputs(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	base := []string{"patch", "-m", model, "--clean", patchCleanText, "--corrupt", patchCorruptText}
 	with := func(extra ...string) []string { return append(append([]string(nil), base...), extra...) }
 	for _, tc := range []struct {

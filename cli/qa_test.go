@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/lldiff/lldiff/contrast"
-	"github.com/lldiff/lldiff/models"
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 // Bad and edge-case input for every command: each must end in an error that
@@ -60,8 +60,8 @@ func isFifo(path string) bool {
 }
 
 func TestQABadInputs(t *testing.T) {
-	model := shared(t, models.Stories260K)
-	vocab := shared(t, models.VocabLlamaSPM)
+	model := testmodels.Path(t, testmodels.Stories260K)
+	vocab := testmodels.Path(t, testmodels.VocabLlamaSPM)
 	pythia := synthArch(t, "pythia-70m", "F32")
 	tmp := t.TempDir()
 	a := writeFile(t, filepath.Join(tmp, "a.txt"), "She went home.\nShe likes cats.\n")
@@ -209,7 +209,7 @@ func TestQANormalizeArgs(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("NormalizeArgs = %q, want %q", got, want)
 	}
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	if _, _, err := run(t, false, "steer", oneThread, "-ngl", "0", "-m", model, "--cvec", "x.gguf", "-n", "1", "hi"); err == nil || strings.Contains(err.Error(), "flag") {
 		t.Errorf("steer -ngl 0: %v, want the missing control vector, not a flag error", err)
 	}
@@ -219,7 +219,7 @@ func TestQANormalizeArgs(t *testing.T) {
 // creates no output directory.
 func TestQACaptureLeavesNoDirectory(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "acts")
-	_, _, err := run(t, false, "capture", oneThread, "-m", shared(t, models.Stories260K), "-c", "2", "-o", out, "a longer prompt")
+	_, _, err := run(t, false, "capture", oneThread, "-m", testmodels.Path(t, testmodels.Stories260K), "-c", "2", "-o", out, "a longer prompt")
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -232,7 +232,7 @@ func TestQACaptureLeavesNoDirectory(t *testing.T) {
 // direction: exporting one is refused, and vec shows the cosine of a zero
 // vector as undefined.
 func TestQAZeroDirections(t *testing.T) {
-	model := shared(t, models.Stories260K)
+	model := testmodels.Path(t, testmodels.Stories260K)
 	tmp := t.TempDir()
 	cv := filepath.Join(tmp, "zero.gguf")
 	// position 0 is BOS in every prompt

@@ -62,7 +62,7 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	f.StringVarP(&opts.Out, "output", "o", "", "output GGUF file")
 	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: tiny, small, bench-cpu, llama2-7b, gpt2-small, pythia-70m, pythia-160m")
 	f.StringVar(&opts.Type, "type", "", "weight type: F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K (default: the preset's)")
-	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the preset architecture's vocab in ../shared/models/vocab)")
+	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the architecture's real vocabulary, built into lldiff: Llama-2 SentencePiece, GPT-2 or GPT-NeoX BPE)")
 	f.IntVar(&opts.Layers, "layers", 0, "layers")
 	f.IntVar(&opts.DModel, "d-model", 0, "d_model")
 	f.IntVar(&opts.Heads, "heads", 0, "attention heads")
@@ -75,15 +75,6 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	f.BoolVar(&opts.Pure, "pure", false, "with K-quant types: quantize every matrix to the type (no llama.cpp mixture)")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing output file")
 	return cmd
-}
-
-// defaultVocab returns the shared vocabulary of arch, or "" when the shared
-// models are not found.
-func defaultVocab(arch string) string {
-	if d, err := models.SharedModelsDir(); err == nil {
-		return filepath.Join(d, filepath.FromSlash(models.SynthVocab(arch)))
-	}
-	return ""
 }
 
 func synthRun(opts *SynthOptions) error {
@@ -114,12 +105,6 @@ func synthRun(opts *SynthOptions) error {
 	}
 	spec.Overwrite = opts.Force
 	spec.VocabPath = opts.Vocab
-	if spec.VocabPath == "" {
-		spec.VocabPath = defaultVocab(spec.Arch)
-		if spec.VocabPath == "" {
-			return usageErr("no vocabulary: pass --vocab VOCAB.gguf (a vocab-only GGUF such as llama.cpp's ggml-vocab-llama-spm.gguf)")
-		}
-	}
 	if err := checkOutFile(opts.Out, "-o", opts.Force); err != nil {
 		return err
 	}

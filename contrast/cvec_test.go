@@ -2,11 +2,11 @@ package contrast
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -155,13 +155,7 @@ func TestReadControlVectorErrors(t *testing.T) {
 		})
 	}
 	// a model file passed by mistake
-	if dirModels, err := models.SharedModelsDir(); err == nil {
-		p := filepath.Join(dirModels, models.Stories260K)
-		if _, err := os.Stat(p); err == nil {
-			_, err := ReadControlVector(p)
-			if err == nil || !strings.Contains(err.Error(), "is this a model") {
-				t.Errorf("model file: err = %v, want a hint that it is a model", err)
-			}
-		}
+	if _, err := ReadControlVector(testmodels.Path(t, testmodels.Stories260K)); err == nil || !strings.Contains(err.Error(), "is this a model") {
+		t.Errorf("model file: err = %v, want a hint that it is a model", err)
 	}
 }

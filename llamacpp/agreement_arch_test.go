@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 	"github.com/lldiff/lldiff/models/reference"
 )
@@ -106,7 +107,7 @@ func writeArchModel(t *testing.T, dir string, c archCase) string {
 	spec := models.SynthSpec{
 		Arch: c.arch, NLayer: 3, DModel: 64, NHead: 4, NHeadKV: c.nHeadKV, DFF: 256, NCtx: 128,
 		Type: c.typ, Untied: c.untied, SequentialResidual: c.sequential, RopeDim: c.ropeDim, Seed: 11,
-		VocabPath: sharedModel(t, models.SynthVocab(c.arch)),
+		VocabPath: testmodels.Path(t, models.SynthVocab(c.arch)),
 	}
 	path := filepath.Join(dir, c.name+".gguf")
 	if err := models.WriteSynthetic(path, spec); err != nil {
@@ -233,7 +234,7 @@ func TestSynthPresetsRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			spec.Type = models.Q8_0
-			spec.VocabPath = sharedModel(t, models.SynthVocab(spec.Arch))
+			spec.VocabPath = testmodels.Path(t, models.SynthVocab(spec.Arch))
 			path := filepath.Join(t.TempDir(), tc.preset+".gguf")
 			if err := models.WriteSynthetic(path, spec); err != nil {
 				t.Fatal(err)

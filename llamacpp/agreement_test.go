@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 	"github.com/lldiff/lldiff/models/reference"
 )
@@ -335,18 +336,18 @@ func TestAgreementSharedModels(t *testing.T) {
 		agreementCase
 	}{
 		{"stories260K-F32", agreementCase{
-			path:    sharedModel(t, models.Stories260K),
+			path:    testmodels.Path(t, testmodels.Stories260K),
 			prompts: []prompt{promptBOS, promptSentence, prompt40, prompt300},
 			bound:   exactBounds,
 		}},
 		{"TinyStories656K-F16", agreementCase{
-			path:     sharedModel(t, models.TinyStories656KF16),
+			path:     testmodels.Path(t, testmodels.TinyStories656KF16),
 			prompts:  []prompt{promptBOS, promptSentence, prompt40},
 			bound:    f16Bounds,
 			logitAbs: 0.012, // measured 0.00879
 		}},
 		{"TinyStories656K-Q8_0", agreementCase{
-			path:     sharedModel(t, models.TinyStories656KQ8),
+			path:     testmodels.Path(t, testmodels.TinyStories656KQ8),
 			prompts:  []prompt{promptBOS, promptSentence, prompt40},
 			bound:    q8Bounds,
 			logitAbs: 0.38, // measured 0.288; one near-tie (40 tokens, position 3: gap 0.049)
@@ -376,7 +377,7 @@ var q4Bounds = bounds{
 // and 2 key/value heads (grouped-query attention with 1, 2 and 4 query heads
 // per kv head), tied and untied output matrices, F32 and Q4_0.
 func TestAgreementSynthetic(t *testing.T) {
-	vocab := sharedModel(t, models.VocabLlamaSPM)
+	vocab := testmodels.Path(t, testmodels.VocabLlamaSPM)
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name     string
@@ -423,7 +424,7 @@ func TestAgreementSynthetic(t *testing.T) {
 // still agree (layers 0 and 1, and layer 2 up to its MLP), and
 // blocks.2.hook_mlp_out, where it is used, and the logits must not.
 func TestAgreementDetectsChangedWeight(t *testing.T) {
-	orig := sharedModel(t, models.Stories260K)
+	orig := testmodels.Path(t, testmodels.Stories260K)
 	f, err := models.Open(orig)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lldiff/lldiff/internal/benchmodels"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -11,7 +12,7 @@ import (
 // (models.CachedSynthetic); it is closed when the benchmark ends.
 func benchCPUModel(b *testing.B) *Model {
 	b.Helper()
-	path, err := models.CachedSynthetic("bench-cpu", models.Q4_0)
+	path, err := benchmodels.Synthetic("bench-cpu", models.Q4_0)
 	if err != nil {
 		b.Fatal(err)
 	}

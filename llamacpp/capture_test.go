@@ -3,35 +3,17 @@ package llamacpp
 import (
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 )
 
-// sharedModel returns the path of a file in ../shared/models, failing the
-// test with the path when it is missing.
-func sharedModel(t testing.TB, name string) string {
-	t.Helper()
-	dir, err := models.SharedModelsDir()
-	if err != nil {
-		if os.Getenv("LLDIFF_SKIP_SHARED") == "1" {
-			t.Skip("LLDIFF_SKIP_SHARED=1:", err)
-		}
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("test model missing: %v (the shared models live in ../shared/models; set LLDIFF_SHARED_MODELS)", err)
-	}
-	return p
-}
-
 func loadShared(t testing.TB, name string) *Model {
 	t.Helper()
-	m, err := LoadModel(sharedModel(t, name), ModelParams{})
+	m, err := LoadModel(testmodels.Path(t, name), ModelParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +336,7 @@ func TestRunErrors(t *testing.T) {
 }
 
 func TestModelCloseTwice(t *testing.T) {
-	m, err := LoadModel(sharedModel(t, "stories260K.gguf"), ModelParams{})
+	m, err := LoadModel(testmodels.Path(t, "stories260K.gguf"), ModelParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +351,7 @@ func TestModelCloseTwice(t *testing.T) {
 // unless SetVerbose(true), by pointing file descriptor 2 at a file while a
 // model loads.
 func TestLogQuietUnlessVerbose(t *testing.T) {
-	path := sharedModel(t, "stories260K.gguf")
+	path := testmodels.Path(t, "stories260K.gguf")
 	load := func(verbose bool) string {
 		f, err := os.CreateTemp(t.TempDir(), "stderr")
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/models"
 )
@@ -21,7 +22,7 @@ func archLensCase(arch string, typ models.GGMLType, untied bool, ref float64) le
 	}
 	return lensModel{name: name, wantType: typ, llama: tolLlama, ref: ref, path: func(t *testing.T) string {
 		spec := models.SynthSpec{Arch: arch, NLayer: 2, DModel: 64, NHead: 4, DFF: 128, NCtx: 128, Type: typ, Untied: untied, Seed: 9,
-			VocabPath: sharedModel(t, models.SynthVocab(arch))}
+			VocabPath: testmodels.Path(t, models.SynthVocab(arch))}
 		p := filepath.Join(t.TempDir(), name+".gguf")
 		if err := models.WriteSynthetic(p, spec); err != nil {
 			t.Fatal(err)

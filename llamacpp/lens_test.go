@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/models"
 )
@@ -46,7 +47,7 @@ const (
 )
 
 func sharedCase(name string, typ models.GGMLType, ref float64) lensModel {
-	return lensModel{name: name, path: func(t *testing.T) string { return sharedModel(t, name) }, wantType: typ, llama: tolLlama, ref: ref}
+	return lensModel{name: name, path: func(t *testing.T) string { return testmodels.Path(t, name) }, wantType: typ, llama: tolLlama, ref: ref}
 }
 
 func synthCase(name string, typ models.GGMLType, untied bool, ref float64) lensModel {
@@ -56,7 +57,7 @@ func synthCase(name string, typ models.GGMLType, untied bool, ref float64) lensM
 			t.Fatal(err)
 		}
 		spec.Type, spec.Untied, spec.Seed = typ, untied, 7
-		spec.VocabPath = sharedModel(t, models.VocabLlamaSPM)
+		spec.VocabPath = testmodels.Path(t, testmodels.VocabLlamaSPM)
 		p := filepath.Join(t.TempDir(), name+".gguf")
 		if err := models.WriteSynthetic(p, spec); err != nil {
 			t.Fatal(err)
@@ -71,7 +72,7 @@ func synthCase(name string, typ models.GGMLType, untied bool, ref float64) lensM
 func q6kCase() lensModel {
 	return lensModel{name: "synthetic-Q6_K-untied", wantType: models.Q6_K, llama: tolLlama, ref: tolRefQ6K, path: func(t *testing.T) string {
 		spec := models.SynthSpec{NLayer: 2, DModel: 256, NHead: 4, DFF: 512, NCtx: 256, Type: models.F16, Untied: true, Seed: 3,
-			VocabPath: sharedModel(t, models.VocabLlamaSPM)}
+			VocabPath: testmodels.Path(t, testmodels.VocabLlamaSPM)}
 		dir := t.TempDir()
 		f16, q := filepath.Join(dir, "f16.gguf"), filepath.Join(dir, "q6k.gguf")
 		if err := models.WriteSynthetic(f16, spec); err != nil {
@@ -85,9 +86,9 @@ func q6kCase() lensModel {
 }
 
 var lensModels = []lensModel{
-	sharedCase(models.Stories260K, models.F32, tolRefF32),
-	sharedCase(models.TinyStories656KF16, models.F16, tolRefF16),
-	sharedCase(models.TinyStories656KQ8, models.Q8_0, tolRefQ8TS),
+	sharedCase(testmodels.Stories260K, models.F32, tolRefF32),
+	sharedCase(testmodels.TinyStories656KF16, models.F16, tolRefF16),
+	sharedCase(testmodels.TinyStories656KQ8, models.Q8_0, tolRefQ8TS),
 	synthCase("synthetic-F16-untied", models.F16, true, tolRefF16),
 	synthCase("synthetic-Q8_0-untied", models.Q8_0, true, tolRefQ8),
 	synthCase("synthetic-Q8_0-tied", models.Q8_0, false, tolRefQ8),
@@ -230,7 +231,7 @@ func TestUnembed(t *testing.T) {
 // buffer (NoMmap, and always on a GPU) against the mapped one: same bytes,
 // same kernel, so the same logits to the bit.
 func TestUnembedCopied(t *testing.T) {
-	m := loadShared(t, models.TinyStories656KQ8)
+	m := loadShared(t, testmodels.TinyStories656KQ8)
 	mapped, err := m.NewUnembedder(2)
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +271,7 @@ func TestUnembedCopied(t *testing.T) {
 // TestUnembedGPUFallback asks for a GPU: with a GPU backend loaded the lens
 // runs there, and without one (as on CI) it falls back to the CPU.
 func TestUnembedGPUFallback(t *testing.T) {
-	m := loadShared(t, models.Stories260K)
+	m := loadShared(t, testmodels.Stories260K)
 	u, err := m.NewUnembedderWith(UnembedOptions{GPU: true, Threads: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +371,7 @@ func TestUnembedErrors(t *testing.T) {
 		})
 	}
 
-	m, err := LoadModel(sharedModel(t, models.Stories260K), ModelParams{})
+	m, err := LoadModel(testmodels.Path(t, testmodels.Stories260K), ModelParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +412,7 @@ func TestUnembedErrors(t *testing.T) {
 func lensBenchModel(b *testing.B) (*Model, []int32) {
 	b.Helper()
 	spec := models.SynthSpec{NLayer: 8, DModel: 512, NHead: 8, DFF: 1408, NCtx: 256, Type: models.Q8_0, Untied: true, Seed: 1,
-		VocabPath: sharedModel(b, models.VocabLlamaSPM)}
+		VocabPath: testmodels.Path(b, testmodels.VocabLlamaSPM)}
 	p := filepath.Join(b.TempDir(), "bench.gguf")
 	if err := models.WriteSynthetic(p, spec); err != nil {
 		b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 	"github.com/lldiff/lldiff/models/reference"
 )
@@ -120,7 +121,7 @@ var patchKinds = []models.Kind{models.ResidPre, models.Z, models.AttnOut, models
 // every kind, one position or all, first and last layer; and a hook that is
 // captured and patched returns the patched (here: the same) rows.
 func TestPatchCleanIntoClean(t *testing.T) {
-	m := loadShared(t, models.Stories260K)
+	m := loadShared(t, testmodels.Stories260K)
 	clean, _ := patchTokens(t, m)
 	n := len(clean)
 	hooks := append(layerHooks(m, patchKinds...), logitsHook)
@@ -154,7 +155,7 @@ func TestPatchCleanIntoClean(t *testing.T) {
 // Context.Patch to the bit, and the fast path (prefix reuse, several
 // variants per decode) within the tolerance of TestPatchFastMatchesPlain.
 func TestPatchLastResidPost(t *testing.T) {
-	m := loadShared(t, models.Stories260K)
+	m := loadShared(t, testmodels.Stories260K)
 	clean, corrupt := patchTokens(t, m)
 	n, nv := len(clean), m.NVocab()
 	h := models.Hook{Kind: models.ResidPost, Layer: m.NLayer() - 1}
@@ -198,7 +199,7 @@ func TestPatchLastResidPost(t *testing.T) {
 // gives the clean run, every hook and every logit to the bit: the rest of
 // the computation is the same float32 arithmetic on the same values.
 func TestPatchEmbeddingsRecoverClean(t *testing.T) {
-	m := loadShared(t, models.Stories260K)
+	m := loadShared(t, testmodels.Stories260K)
 	clean, corrupt := patchTokens(t, m)
 	hooks := append(layerHooks(m, patchKinds...), logitsHook)
 	want := runCaches(t, m, [][]int32{clean}, RunOptions{Hooks: hooks})[0]
@@ -216,8 +217,8 @@ func TestPatchEmbeddingsRecoverClean(t *testing.T) {
 // F32 weights and an F32 KV cache (1e-4 relative L2 per row, measured
 // ~1e-6: float32 summation order and RoPE angles built in float32).
 func TestPatchMatchesReference(t *testing.T) {
-	path := sharedModel(t, models.Stories260K)
-	m := loadShared(t, models.Stories260K)
+	path := testmodels.Path(t, testmodels.Stories260K)
+	m := loadShared(t, testmodels.Stories260K)
 	ref, err := reference.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +305,7 @@ func patchGrid(t testing.TB, m *Model, cleanCache *models.Cache, n int, kinds []
 // float32 summation order changes (the same reason as in
 // TestSequencesInOneBatch). Measured on stories260K: see the log.
 func TestPatchFastMatchesPlain(t *testing.T) {
-	for _, name := range []string{models.Stories260K, models.TinyStories656KQ8} {
+	for _, name := range []string{testmodels.Stories260K, testmodels.TinyStories656KQ8} {
 		t.Run(name, func(t *testing.T) {
 			m := loadShared(t, name)
 			clean, corrupt := patchTokens(t, m)
@@ -371,7 +372,7 @@ func TestPatchFastMatchesPlain(t *testing.T) {
 // logits match a separate patched run (tolerance 1e-5 as in
 // TestSequencesInOneBatch: other batch shapes, other float32 kernels).
 func TestPatchRunGroups(t *testing.T) {
-	m := loadShared(t, models.Stories260K)
+	m := loadShared(t, testmodels.Stories260K)
 	clean, corrupt := patchTokens(t, m)
 	h := models.Hook{Kind: models.ResidPost, Layer: 2}
 	cc := runCaches(t, m, [][]int32{clean}, RunOptions{Hooks: []models.Hook{h}})[0]
@@ -400,7 +401,7 @@ func TestPatchRunGroups(t *testing.T) {
 // TestPatchCaptureShowsPatch checks that a hook captured and patched in
 // one run returns the patched rows, under each of its names.
 func TestPatchCaptureShowsPatch(t *testing.T) {
-	m := loadShared(t, models.Stories260K)
+	m := loadShared(t, testmodels.Stories260K)
 	_, corrupt := patchTokens(t, m)
 	row := make([]float32, m.NEmbd())
 	for i := range row {
@@ -420,7 +421,7 @@ func TestPatchCaptureShowsPatch(t *testing.T) {
 }
 
 func TestPatchErrors(t *testing.T) {
-	m := loadShared(t, models.Stories260K)
+	m := loadShared(t, testmodels.Stories260K)
 	c, err := m.NewContext(patchParams(2))
 	if err != nil {
 		t.Fatal(err)
@@ -507,7 +508,7 @@ func TestPatchErrors(t *testing.T) {
 // patched run over one clean decode (target ≤ 1.5).
 func BenchmarkPatch(b *testing.B) {
 	b.Run("stories260K", func(b *testing.B) {
-		m := loadShared(b, models.Stories260K)
+		m := loadShared(b, testmodels.Stories260K)
 		clean, corrupt := patchTokens(b, m)
 		kinds := []models.Kind{models.ResidPre, models.AttnOut, models.MLPOut, models.ResidPost}
 		cc := runCaches(b, m, [][]int32{clean}, RunOptions{Hooks: layerHooks(m, kinds...)})[0]

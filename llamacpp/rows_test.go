@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -12,7 +13,7 @@ import (
 // rows only (the last layer after its residual add, ln_final, logits), with
 // several sequences per group and several ubatches per decode.
 func TestRunRowsMatchesRun(t *testing.T) {
-	for _, name := range []string{models.Stories260K, models.TinyStories656KQ8} {
+	for _, name := range []string{testmodels.Stories260K, testmodels.TinyStories656KQ8} {
 		t.Run(name, func(t *testing.T) {
 			m := loadShared(t, name)
 			var seqs [][]int32
@@ -74,7 +75,7 @@ func TestRunRowsMatchesRun(t *testing.T) {
 }
 
 func TestRunRowsErrors(t *testing.T) {
-	m := loadShared(t, models.Stories260K)
+	m := loadShared(t, testmodels.Stories260K)
 	c, err := m.NewContext(ContextParams{NCtx: 256, Threads: 1})
 	if err != nil {
 		t.Fatal(err)

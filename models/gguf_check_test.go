@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 // tinyModel writes the "tiny" synthetic preset with matrices of type typ and
@@ -17,7 +19,7 @@ func tinyModel(t *testing.T, typ GGMLType) *File {
 		t.Fatal(err)
 	}
 	s.Type = typ
-	s.VocabPath = sharedModel(t, VocabLlamaSPM)
+	s.VocabPath = testmodels.Path(t, testmodels.VocabLlamaSPM)
 	return writeSynth(t, s)
 }
 
@@ -66,9 +68,9 @@ func deleteKV(kvs []KV, key string) []KV {
 }
 
 func TestCheckRunnableShared(t *testing.T) {
-	for _, name := range []string{Stories260K, TinyStories656KF16, TinyStories656KQ8} {
+	for _, name := range []string{testmodels.Stories260K, testmodels.TinyStories656KF16, testmodels.TinyStories656KQ8} {
 		t.Run(name, func(t *testing.T) {
-			f, err := Open(sharedModel(t, name))
+			f, err := Open(testmodels.Path(t, name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,9 +79,9 @@ func TestCheckRunnableShared(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{VocabLlamaSPM, VocabGPT2, VocabGPTNeoX} {
+	for _, name := range []string{testmodels.VocabLlamaSPM, testmodels.VocabGPT2, testmodels.VocabGPTNeoX} {
 		t.Run(name, func(t *testing.T) {
-			f, err := Open(sharedModel(t, name))
+			f, err := Open(testmodels.Path(t, name))
 			if err != nil {
 				t.Fatalf("a vocab-only file must parse: %v", err)
 			}

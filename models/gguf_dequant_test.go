@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 func TestFloat16RoundTrip(t *testing.T) {
@@ -192,11 +194,11 @@ func TestDequantizeBlocks(t *testing.T) {
 // the reference (relative 2^-11) and of d itself (relative 2^-11 on values
 // up to 127d).
 func TestDequantizeSharedQ8(t *testing.T) {
-	q8, err := Open(sharedModel(t, TinyStories656KQ8))
+	q8, err := Open(testmodels.Path(t, testmodels.TinyStories656KQ8))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f16, err := Open(sharedModel(t, TinyStories656KF16))
+	f16, err := Open(testmodels.Path(t, testmodels.TinyStories656KF16))
 	if err != nil {
 		t.Fatal(err)
 	}

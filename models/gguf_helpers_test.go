@@ -7,20 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
-// sharedModel returns the path of a shared model file. It fails the test,
-// naming the path, when the file is missing, unless LLDIFF_SKIP_SHARED=1.
+// sharedModel is testmodels.Path.
 func sharedModel(tb testing.TB, name string) string {
 	tb.Helper()
-	p, err := SharedModelPath(name)
-	if err != nil {
-		if SkipShared() {
-			tb.Skipf("%v (skipped: %s=1)", err, SkipSharedEnv)
-		}
-		tb.Fatalf("%v", err)
-	}
-	return p
+	return testmodels.Path(tb, name)
 }
 
 // rawKV is a metadata entry encoded without any checks.

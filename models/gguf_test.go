@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 func TestGGMLTypeTraits(t *testing.T) {
@@ -268,7 +270,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 
 	// A real model cut short, as by an interrupted download.
-	real, err := os.ReadFile(sharedModel(t, Stories260K))
+	real, err := os.ReadFile(testmodels.Path(t, testmodels.Stories260K))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +287,7 @@ func TestOpenErrors(t *testing.T) {
 // TestOpenCorruptOffset corrupts the tensor table of a real model: a tensor
 // offset moved off alignment, onto its neighbour and past the end.
 func TestOpenCorruptOffset(t *testing.T) {
-	path := sharedModel(t, Stories260K)
+	path := testmodels.Path(t, testmodels.Stories260K)
 	f, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -335,16 +337,16 @@ func TestOpenShared(t *testing.T) {
 		dims       []uint64
 		size       uint64
 	}{
-		{Stories260K, 48, 14176, "llama", 512, "blk.0.ffn_down.weight", F32, []uint64{172, 64}, 172 * 64 * 4},
-		{TinyStories656KF16, 20, 50784, "llama", 2048, "token_embd.weight", F16, []uint64{128, 2048}, 128 * 2048 * 2},
-		{TinyStories656KQ8, 20, 50848, "llama", 2048, "token_embd.weight", Q8_0, []uint64{128, 2048}, 128 * 2048 / 32 * 34},
-		{VocabLlamaSPM, 0, 723869, "llama", 32000, "", 0, nil, 0},
-		{VocabGPT2, 0, 1766807, "gpt2", 50257, "", 0, nil, 0},
-		{VocabGPTNeoX, 0, 1771431, "gptneox", 50432, "", 0, nil, 0},
+		{testmodels.Stories260K, 48, 14176, "llama", 512, "blk.0.ffn_down.weight", F32, []uint64{172, 64}, 172 * 64 * 4},
+		{testmodels.TinyStories656KF16, 20, 50784, "llama", 2048, "token_embd.weight", F16, []uint64{128, 2048}, 128 * 2048 * 2},
+		{testmodels.TinyStories656KQ8, 20, 50848, "llama", 2048, "token_embd.weight", Q8_0, []uint64{128, 2048}, 128 * 2048 / 32 * 34},
+		{testmodels.VocabLlamaSPM, 0, 723869, "llama", 32000, "", 0, nil, 0},
+		{testmodels.VocabGPT2, 0, 1766807, "gpt2", 50257, "", 0, nil, 0},
+		{testmodels.VocabGPTNeoX, 0, 1771431, "gptneox", 50432, "", 0, nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			path := sharedModel(t, tt.file)
+			path := testmodels.Path(t, tt.file)
 			f, err := Open(path)
 			if err != nil {
 				t.Fatal(err)
@@ -393,7 +395,7 @@ func equalDims(a, b []uint64) bool {
 }
 
 func TestAccessors(t *testing.T) {
-	f, err := Open(sharedModel(t, TinyStories656KQ8))
+	f, err := Open(testmodels.Path(t, testmodels.TinyStories656KQ8))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +441,7 @@ func TestAccessors(t *testing.T) {
 
 func TestReadTensorShared(t *testing.T) {
 	// stories260K's output.weight is a copy of token_embd.weight.
-	f, err := Open(sharedModel(t, Stories260K))
+	f, err := Open(testmodels.Path(t, testmodels.Stories260K))
 	if err != nil {
 		t.Fatal(err)
 	}

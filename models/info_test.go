@@ -3,6 +3,8 @@ package models
 import (
 	"reflect"
 	"testing"
+
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 func TestInfoShared(t *testing.T) {
@@ -17,40 +19,40 @@ func TestInfoShared(t *testing.T) {
 		file string
 		want Info
 	}{
-		{Stories260K, Info{
+		{testmodels.Stories260K, Info{
 			Arch: "llama", Name: "llama", NLayer: 5, DModel: 64, NHead: 8, NHeadKV: 4, DHead: 8, DFF: 172,
 			NVocab: 512, NCtxTrain: 2048, RopeBase: 10000, RopeDim: 8, NormEps: 1e-5,
 			TokenizerModel: "llama", BOS: 1, EOS: 2, AddBOS: true, TiedEmbeddings: false,
 			FileType: "", NParams: 292800, NBytes: 292800 * 4,
 			TensorTypes: map[GGMLType]TypeStat{F32: {48, 292800, 292800 * 4}},
 		}},
-		{TinyStories656KF16, Info{
+		{testmodels.TinyStories656KF16, Info{
 			Arch: "llama", Name: "TinyStories-656K", NLayer: 2, DModel: 128, NHead: 8, NHeadKV: 4, DHead: 16, DFF: 384,
 			NVocab: 2048, NCtxTrain: 512, RopeBase: 10000, RopeDim: 16, NormEps: 1e-6,
 			TokenizerModel: "llama", BOS: 1, EOS: 2, AddBOS: true, TiedEmbeddings: true,
 			FileType: "F16", NParams: 656000, NBytes: 640*4*1 + (656000-640)*2,
 			TensorTypes: map[GGMLType]TypeStat{F32: {5, 640, 640 * 4}, F16: {15, 656000 - 640, (656000 - 640) * 2}},
 		}},
-		{TinyStories656KQ8, Info{
+		{testmodels.TinyStories656KQ8, Info{
 			Arch: "llama", Name: "Raincandy U TinyStories 656K", NLayer: 2, DModel: 128, NHead: 8, NHeadKV: 4, DHead: 16, DFF: 384,
 			NVocab: 2048, NCtxTrain: 512, RopeBase: 10000, RopeDim: 16, NormEps: 1e-6,
 			TokenizerModel: "llama", BOS: 1, EOS: 2, AddBOS: true, TiedEmbeddings: true,
 			FileType: "Q8_0", NParams: 656000, NBytes: 640*4 + (656000-640)/32*34,
 			TensorTypes: map[GGMLType]TypeStat{F32: {5, 640, 640 * 4}, Q8_0: {15, 656000 - 640, (656000 - 640) / 32 * 34}},
 		}},
-		{VocabLlamaSPM, Info{
+		{testmodels.VocabLlamaSPM, Info{
 			Arch: "llama", Name: "llama-spm", NLayer: 32, DModel: 4096, NHead: 32, NHeadKV: 32, DHead: 128, DFF: 11008,
 			NVocab: 32000, NCtxTrain: 4096, RopeBase: 10000, RopeDim: 128, NormEps: 1e-5,
 			TokenizerModel: "llama", BOS: 1, EOS: 2, AddBOS: true, VocabOnly: true,
 			FileType: "F16", TensorTypes: map[GGMLType]TypeStat{},
 		}},
-		{VocabGPT2, Info{
+		{testmodels.VocabGPT2, Info{
 			Arch: "gpt2", Name: "gpt-2", NLayer: 12, DModel: 768, NHead: 12, NHeadKV: 12, DHead: 64, DFF: 3072,
 			NVocab: 50257, NCtxTrain: 1024, NormEps: 1e-5, LayerNorm: true, LearnedPositions: true,
 			TokenizerModel: "gpt2", BOS: 50256, EOS: 50256, AddBOS: false, VocabOnly: true,
 			FileType: "F16", TensorTypes: map[GGMLType]TypeStat{},
 		}},
-		{VocabGPTNeoX, Info{
+		{testmodels.VocabGPTNeoX, Info{
 			Arch: "gptneox", Name: "gpt-neox-20b", NLayer: 44, DModel: 6144, NHead: 64, NHeadKV: 64, DHead: 96, DFF: 24576,
 			NVocab: 50432, NCtxTrain: 2048, RopeBase: 10000, RopeDim: 24, NormEps: 1e-5, LayerNorm: true, ParallelResidual: true,
 			TokenizerModel: "gpt2", BOS: 0, EOS: 0, AddBOS: false, VocabOnly: true,
@@ -59,7 +61,7 @@ func TestInfoShared(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			f, err := Open(sharedModel(t, tt.file))
+			f, err := Open(testmodels.Path(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}

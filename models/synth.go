@@ -30,9 +30,9 @@ type SynthSpec struct {
 	NCtx    int // context_length; default 2048
 
 	// VocabPath is a GGUF file whose tokenizer.* metadata is copied, such as
-	// the vocab-only shared/models/vocab/ggml-vocab-llama-spm.gguf. When it
-	// is empty the architecture's own shared vocabulary is used (see
-	// SynthVocab). The vocabulary size is its token count.
+	// the vocab-only testdata/models/vocab/ggml-vocab-llama-spm.gguf. When it
+	// is empty the architecture's own shipped vocabulary, compiled into the
+	// binary, is used (see SynthVocab and ShippedVocab). The vocabulary size is its token count.
 	VocabPath string
 
 	// Type of the weight matrices: F32 (the zero value), F16, Q8_0 or Q4_0.
@@ -201,18 +201,18 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 	if err != nil {
 		return err
 	}
+	var vocab *File
 	if s.VocabPath == "" {
-		if s.VocabPath, err = SharedModelPath(SynthVocab(s.Arch)); err != nil {
-			return fmt.Errorf("synthetic model needs a vocabulary (SynthSpec.VocabPath): %w", err)
-		}
+		vocab, err = ShippedVocab(s.Arch)
+	} else {
+		vocab, err = Open(s.VocabPath)
 	}
-	vocab, err := Open(s.VocabPath)
 	if err != nil {
 		return err
 	}
 	tokens, ok := vocab.Strings("tokenizer.ggml.tokens")
 	if !ok || len(tokens) == 0 {
-		return &FormatError{Path: s.VocabPath, Problem: "has no tokenizer.ggml.tokens", Fix: "use a GGUF file with a vocabulary, such as shared/models/vocab/ggml-vocab-llama-spm.gguf"}
+		return &FormatError{Path: s.VocabPath, Problem: "has no tokenizer.ggml.tokens", Fix: "use a GGUF file with a vocabulary, such as llama.cpp's vocab-only models/ggml-vocab-llama-spm.gguf"}
 	}
 	nVocab := len(tokens)
 	if s.Arch != "llama" {

@@ -1,26 +1,44 @@
 package models
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/lldiff/lldiff"
 )
 
-// synthVocabs are the shared vocabularies of each architecture WriteSynthetic
-// writes, relative to SharedModelsDir.
+// synthVocabs are the shipped vocabularies of each architecture
+// WriteSynthetic writes, relative to testdata/models.
 var synthVocabs = map[string]string{
-	"llama":   VocabLlamaSPM,
-	"gpt2":    VocabGPT2,
-	"gptneox": VocabGPTNeoX,
+	"llama":   "vocab/ggml-vocab-llama-spm.gguf",
+	"gpt2":    "vocab/ggml-vocab-gpt-2.gguf",
+	"gptneox": "vocab/ggml-vocab-gpt-neox.gguf",
 }
 
-// SynthVocab returns the shared vocabulary WriteSynthetic uses for arch
-// when SynthSpec.VocabPath is empty (relative to SharedModelsDir, see
-// SharedModelPath): the Llama 2 SentencePiece vocabulary for llama, GPT-2's
-// BPE for gpt2, GPT-NeoX's BPE (Pythia's) for gptneox. It returns "" for
-// other architectures.
+// ShippedVocab parses the vocabulary of arch that is compiled into the
+// binary (see SynthVocab).
+func ShippedVocab(arch string) (*File, error) {
+	name := SynthVocab(arch)
+	if name == "" {
+		return nil, fmt.Errorf("no shipped vocabulary for architecture %q: pass a vocab-only GGUF (SynthSpec.VocabPath, lldiff synth --vocab)", arch)
+	}
+	data, err := lldiff.VocabFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("shipped vocabulary %s: %w", name, err)
+	}
+	return parse(bytes.NewReader(data), int64(len(data)), "(built-in) "+name)
+}
+
+// SynthVocab returns the name, relative to testdata/models, of the shipped
+// vocabulary WriteSynthetic uses for arch when SynthSpec.VocabPath is
+// empty: the Llama 2 SentencePiece vocabulary for llama, GPT-2's BPE for
+// gpt2, GPT-NeoX's BPE (Pythia's) for gptneox. The files are compiled into
+// the binary (package lldiff at the module root). It returns "" for other
+// architectures.
 func SynthVocab(arch string) string {
 	if arch == "" {
 		arch = "llama"

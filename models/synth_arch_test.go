@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 // smallArchSpec is a small gpt2 or gptneox spec with the architecture's
@@ -16,7 +18,7 @@ import (
 func smallArchSpec(t testing.TB, arch string, typ GGMLType) SynthSpec {
 	return SynthSpec{
 		Arch: arch, NLayer: 2, DModel: 64, NHead: 4, DFF: 128, NCtx: 128,
-		VocabPath: sharedModel(t, SynthVocab(arch)), Type: typ, Seed: 3,
+		VocabPath: testmodels.Path(t, SynthVocab(arch)), Type: typ, Seed: 3,
 	}
 }
 
@@ -112,7 +114,7 @@ func TestWriteSyntheticArchVariants(t *testing.T) {
 
 	// The default vocabulary is the architecture's own.
 	d := SynthSpec{Arch: "gptneox", NLayer: 1, DModel: 32, NHead: 2, DFF: 64}
-	sharedModel(t, VocabGPTNeoX)
+	testmodels.Path(t, testmodels.VocabGPTNeoX)
 	f = writeSynth(t, d)
 	if in, _ := f.Info(); in.NVocab != 50432 || in.Name != "synthetic-gptneox-1x32-F32" || in.RopeDim != 4 {
 		t.Errorf("defaults: %+v", in)
@@ -133,7 +135,7 @@ func TestWriteSyntheticArchErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := smallArchSpec(t, "gpt2", F32)
 			tc.edit(&s)
-			s.VocabPath = sharedModel(t, SynthVocab(s.Arch))
+			s.VocabPath = testmodels.Path(t, SynthVocab(s.Arch))
 			err := WriteSynthetic(filepath.Join(t.TempDir(), "m.gguf"), s)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("WriteSynthetic = %v, want %q", err, tc.want)

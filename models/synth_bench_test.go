@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 // BenchmarkSynth7B writes the Llama-2-7B-shaped Q4_0 synthetic model
@@ -19,7 +21,7 @@ func BenchmarkSynth7B(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	spec.VocabPath = sharedModel(b, VocabLlamaSPM)
+	spec.VocabPath = testmodels.Path(b, testmodels.VocabLlamaSPM)
 	dir := b.TempDir()
 	var total time.Duration
 	for i := range b.N {

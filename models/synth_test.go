@@ -10,8 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 // tinySpec is a small shape with GQA and d_ff != d_model, so that a
@@ -19,7 +22,7 @@ import (
 func tinySpec(t testing.TB, typ GGMLType) SynthSpec {
 	return SynthSpec{
 		NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, DFF: 96, NCtx: 256,
-		VocabPath: sharedModel(t, VocabLlamaSPM), Type: typ, Seed: 42,
+		VocabPath: testmodels.Path(t, testmodels.VocabLlamaSPM), Type: typ, Seed: 42,
 	}
 }
 
@@ -37,7 +40,7 @@ func writeSynth(t *testing.T, spec SynthSpec) *File {
 }
 
 func TestWriteSynthetic(t *testing.T) {
-	vocab, err := Open(sharedModel(t, VocabLlamaSPM))
+	vocab, err := Open(testmodels.Path(t, testmodels.VocabLlamaSPM))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +277,7 @@ func TestSyntheticDeterminism(t *testing.T) {
 }
 
 func TestWriteSyntheticErrors(t *testing.T) {
-	vocab := sharedModel(t, VocabLlamaSPM)
+	vocab := testmodels.Path(t, testmodels.VocabLlamaSPM)
 	noTokens := filepath.Join(t.TempDir(), "notokens.gguf")
 	var w Writer
 	if err := w.AddKV("general.architecture", "llama"); err != nil {
@@ -336,8 +339,30 @@ func TestWriteSyntheticErrors(t *testing.T) {
 	}
 }
 
-func TestSyntheticDefaultVocab(t *testing.T) {
-	sharedModel(t, VocabLlamaSPM) // the default vocabulary must exist
+// TestSyntheticShippedVocab: the vocabularies compiled into the binary are
+// the files in testdata/models, and WriteSynthetic uses them without looking
+// for any file (the working directory is an empty folder).
+func TestSyntheticShippedVocab(t *testing.T) {
+	for _, arch := range []string{"llama", "gpt2", "gptneox"} {
+		disk, err := Open(testmodels.Path(t, SynthVocab(arch)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		built, err := ShippedVocab(arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := disk.Strings("tokenizer.ggml.tokens")
+		b, _ := built.Strings("tokenizer.ggml.tokens")
+		if len(a) == 0 || !slices.Equal(a, b) {
+			t.Errorf("%s: built-in vocabulary has %d tokens, testdata/models has %d (or they differ)", arch, len(b), len(a))
+		}
+	}
+	if _, err := ShippedVocab("mamba"); err == nil || !strings.Contains(err.Error(), "--vocab") {
+		t.Errorf("unknown architecture: %v", err)
+	}
+	t.Chdir(t.TempDir())
+	t.Setenv(testmodels.DirEnv, "")
 	f := writeSynth(t, SynthSpec{NLayer: 1, DModel: 32, NHead: 2, DFF: 64})
 	in, err := f.Info()
 	if err != nil {
@@ -430,7 +455,7 @@ func BenchmarkWriteSynthetic(b *testing.B) {
 	for _, typ := range synthTypes {
 		b.Run(typ.String(), func(b *testing.B) {
 			spec := SynthSpec{NLayer: 8, DModel: 1024, NHead: 16, DFF: 2816, Type: typ,
-				VocabPath: sharedModel(b, VocabLlamaSPM), Overwrite: true}
+				VocabPath: testmodels.Path(b, testmodels.VocabLlamaSPM), Overwrite: true}
 			p := filepath.Join(b.TempDir(), "bench.gguf")
 			for b.Loop() {
 				if err := WriteSynthetic(p, spec); err != nil {

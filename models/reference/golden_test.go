@@ -9,7 +9,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/lldiff/lldiff/models"
+	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ from the current reference")
@@ -39,7 +39,7 @@ func fingerprint(t *testing.T, r *Result) golden {
 // by `go test -run Golden -update` from a reference that the other tests
 // (and the comparison with llama.cpp) vouch for.
 func TestGoldenStories260K(t *testing.T) {
-	m := mustLoad(t, sharedModel(t, models.Stories260K))
+	m := mustLoad(t, testmodels.Path(t, testmodels.Stories260K))
 	got := fingerprint(t, mustRun(t, m, []int32{1, 403, 407, 261, 378, 432, 383, 286}))
 	path := filepath.Join("testdata", "stories260K.golden.json")
 	if *update {

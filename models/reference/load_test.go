@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -162,9 +163,9 @@ func TestLoadRefuses(t *testing.T) {
 // TestConfigMatchesInfo checks the hyperparameters the reference reads
 // itself against package models' reading of the same files.
 func TestConfigMatchesInfo(t *testing.T) {
-	for _, name := range []string{models.Stories260K, models.TinyStories656KF16, models.TinyStories656KQ8} {
+	for _, name := range []string{testmodels.Stories260K, testmodels.TinyStories656KF16, testmodels.TinyStories656KQ8} {
 		t.Run(name, func(t *testing.T) {
-			path := sharedModel(t, name)
+			path := testmodels.Path(t, name)
 			f, err := models.Open(path)
 			if err != nil {
 				t.Fatal(err)

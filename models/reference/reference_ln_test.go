@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -15,7 +16,7 @@ import (
 func writeLNModel(t *testing.T, arch string, edit func(s *models.SynthSpec)) (*Model, string) {
 	t.Helper()
 	s := models.SynthSpec{Arch: arch, NLayer: 2, DModel: 32, NHead: 4, DFF: 64, NCtx: 64, Seed: 5, Type: models.F32,
-		VocabPath: sharedModel(t, models.SynthVocab(arch))}
+		VocabPath: testmodels.Path(t, models.SynthVocab(arch))}
 	if edit != nil {
 		edit(&s)
 	}

@@ -9,25 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
 )
-
-// sharedModel returns the path of a model file from the project's shared
-// models folder (models.SharedModelPath: $LLDIFF_SHARED_MODELS, or the first
-// shared/models above the working directory). A missing file fails the test,
-// naming the path, unless LLDIFF_SKIP_SHARED=1.
-func sharedModel(t *testing.T, name string) string {
-	t.Helper()
-	path, err := models.SharedModelPath(name)
-	if err != nil {
-		if models.SkipShared() {
-			t.Skipf("%v (%s=1)", err, models.SkipSharedEnv)
-		}
-		t.Fatalf("this test needs a shared model: %v; set %s to the folder that holds it, or %s=1 to skip",
-			err, models.SharedModelsEnv, models.SkipSharedEnv)
-	}
-	return path
-}
 
 func mustLoad(t *testing.T, path string) *Model {
 	t.Helper()
@@ -113,7 +97,7 @@ func checkRun(t *testing.T, m *Model, r *Result) {
 // a wrong one gives word salad.
 
 func TestStories260K(t *testing.T) {
-	path := sharedModel(t, models.Stories260K)
+	path := testmodels.Path(t, testmodels.Stories260K)
 	m := mustLoad(t, path)
 	want := Config{NLayer: 5, DModel: 64, NHead: 8, NHeadKV: 4, DHead: 8, DFF: 172, NVocab: 512, RopeBase: 10000, NormEps: float64(float32(1e-5))}
 	if m.Config != want || m.TiedEmbeddings {
@@ -127,8 +111,8 @@ func TestStories260K(t *testing.T) {
 }
 
 func TestTinyStories656K(t *testing.T) {
-	f16Path := sharedModel(t, models.TinyStories656KF16)
-	q8Path := sharedModel(t, models.TinyStories656KQ8)
+	f16Path := testmodels.Path(t, testmodels.TinyStories656KF16)
+	q8Path := testmodels.Path(t, testmodels.TinyStories656KQ8)
 	f16, q8 := mustLoad(t, f16Path), mustLoad(t, q8Path)
 	want := Config{NLayer: 2, DModel: 128, NHead: 8, NHeadKV: 4, DHead: 16, DFF: 384, NVocab: 2048, RopeBase: 10000, NormEps: float64(float32(1e-6))}
 	for _, m := range []*Model{f16, q8} {
