@@ -34,7 +34,7 @@ CGO_ENV = CGO_ENABLED=1 CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="$(CFLAGS_V)" CG
 TEST_FLAGS ?= -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda cuda-src clean env
+.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda cuda-src clean env link-check test-arm64
 
 all: build
 
@@ -62,6 +62,39 @@ test-short: deps
 
 fuzz: deps
 	$(CGO_ENV) $(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=10m ./models/
+
+# link-check builds (does not run) bin/lldiff for CPUs other than this one,
+# so that a link error on a user's CPU shows up in CI: an AMX Xeon
+# (sapphirerapids: AMX, AVX-512), an x86-64 without AVX (x86-64-v2), the
+# PORTABLE=1 build, and Linux arm64 with Debian's cross compiler
+# (gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu). Each target compiles
+# llama.cpp once (about 5 minutes on 2 cores), then Go's cache keeps it.
+LINK_DIR := build/link
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+AARCH64_CXX ?= aarch64-linux-gnu-g++
+link-check: deps
+	@mkdir -p $(LINK_DIR)
+	@set -e; for m in sapphirerapids x86-64-v2 "x86-64-v3 -mtune=generic"; do \
+		name=$$(echo $$m | cut -d' ' -f1); \
+		echo "link-check: -march=$$m"; \
+		CGO_ENABLED=1 CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="-O3 -march=$$m" CGO_CXXFLAGS="-O3 -march=$$m" \
+			GOARCH=amd64 $(GO) build -o $(LINK_DIR)/lldiff-$$name $(PKG); \
+	done
+	@command -v $(AARCH64_CC) >/dev/null && command -v $(AARCH64_CXX) >/dev/null || { echo "link-check needs $(AARCH64_CC) and $(AARCH64_CXX): apt-get install gcc-aarch64-linux-gnu g++-aarch64-linux-gnu"; exit 1; }
+	@echo "link-check: linux/arm64 ($(AARCH64_CC))"
+	@CGO_ENABLED=1 CC=$(AARCH64_CC) CXX=$(AARCH64_CXX) CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="-O3" CGO_CXXFLAGS="-O3" \
+		GOOS=linux GOARCH=arm64 $(GO) build -o $(LINK_DIR)/lldiff-linux-arm64 $(PKG)
+	@file $(LINK_DIR)/lldiff-linux-arm64 2>/dev/null || true
+	@echo "link-check: all targets link"
+
+# test-arm64 runs the packages' tests for linux/arm64 under qemu-user
+# (Debian qemu-user): slow (emulated), so CI runs the fast subset.
+ARM64_TEST_PKGS ?= ./internal/... ./models/... ./diff/ ./lens/ ./contrast/ ./callbacks/ ./llamacpp/
+test-arm64: deps
+	@command -v qemu-aarch64 >/dev/null || { echo "test-arm64 needs qemu-aarch64: apt-get install qemu-user"; exit 1; }
+	CGO_ENABLED=1 CC=$(AARCH64_CC) CXX=$(AARCH64_CXX) CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="-O3" CGO_CXXFLAGS="-O3" \
+		QEMU_LD_PREFIX=/usr/aarch64-linux-gnu GOOS=linux GOARCH=arm64 \
+		$(GO) test -short -exec qemu-aarch64 -timeout 30m $(ARM64_TEST_PKGS)
 
 demo: build
 	@./scripts/demo.sh

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -55,9 +56,11 @@ func devicesRun(opts *DevicesOptions) error {
 	devs := llamacpp.Devices()
 	if opts.JSON {
 		out := struct {
-			Devices    []deviceJSON `json:"devices"`
-			BackendDir []string     `json:"backend_dirs"`
-		}{BackendDir: llamacpp.BackendDirs()}
+			Devices     []deviceJSON `json:"devices"`
+			BackendDir  []string     `json:"backend_dirs"`
+			CPUFeatures string       `json:"cpu_features"`
+			AMX         bool         `json:"amx_compiled"`
+		}{BackendDir: llamacpp.BackendDirs(), CPUFeatures: strings.TrimSpace(llamacpp.SystemInfo()), AMX: llamacpp.AMXCompiled()}
 		for _, d := range devs {
 			out.Devices = append(out.Devices, deviceJSON{d.Name, d.Description, d.Type, d.Free, d.Total})
 		}
@@ -70,6 +73,11 @@ func devicesRun(opts *DevicesOptions) error {
 	if err := table(opts.IO, []string{"device", "type", "description", "free", "total"}, rows); err != nil {
 		return err
 	}
+	amx := "AMX kernels not compiled (built for a CPU without AMX)"
+	if llamacpp.AMXCompiled() {
+		amx = "AMX kernels compiled"
+	}
+	fmt.Fprintf(opts.IO.Out, "cpu: %s; %s\n", strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(llamacpp.SystemInfo()), "CPU :")), amx)
 	if opts.IO.IsTerminal {
 		dirs := llamacpp.BackendDirs()
 		if len(dirs) == 0 {

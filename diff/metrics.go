@@ -48,7 +48,8 @@ func relDist(d, na, nb float64) float64 {
 }
 
 // cosine returns ab / (na nb) with the zero-vector convention of Cosine,
-// clamped to [-1, 1] against rounding.
+// clamped to [-1, 1] against rounding. The denominator is one product, so
+// the result is symmetric in a and b bit for bit (ab / na / nb is not).
 func cosine(ab, na, nb float64) float64 {
 	switch {
 	case na == 0 && nb == 0:
@@ -56,7 +57,7 @@ func cosine(ab, na, nb float64) float64 {
 	case na == 0 || nb == 0:
 		return 0
 	}
-	c := ab / na / nb
+	c := ab / (na * nb)
 	switch {
 	case c > 1:
 		return 1

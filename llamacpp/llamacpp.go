@@ -21,9 +21,16 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/lldiff/lldiff/internal/ggmlcpu"           // ggml CPU pieces the ollama package leaves out (AMX)
 	_ "github.com/ollama/ollama/llama/llama.cpp/src"      // compiles llama.cpp
 	_ "github.com/ollama/ollama/ml/backend/ggml/ggml/src" // compiles ggml and its CPU backend
 )
+
+// AMXCompiled reports whether ggml's AMX matrix kernels are compiled in:
+// true when lldiff was built for a CPU with AMX-INT8 and AVX512-VNNI
+// (-march=native on such a Xeon). ggml uses them at run time for the
+// quantized types they support when the CPU and kernel allow AMX.
+func AMXCompiled() bool { return ggmlcpu.AMX() }
 
 func init() {
 	// Replace the log sink the ggml package installs: quiet unless -v.

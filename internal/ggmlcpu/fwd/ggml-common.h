@@ -1,0 +1,2 @@
+// Forwards to ggml/src/ggml-common.h (see ggmlcpu.go).
+#include "../src/ggml-common.h"

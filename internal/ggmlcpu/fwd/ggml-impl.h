@@ -1,0 +1,2 @@
+// Forwards to ggml/src/ggml-impl.h (see ggmlcpu.go).
+#include "../src/ggml-impl.h"

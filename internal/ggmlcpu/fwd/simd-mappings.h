@@ -1,0 +1,2 @@
+// Forwards to ggml/src/ggml-cpu/simd-mappings.h (see ggmlcpu.go).
+#include "../src/ggml-cpu/simd-mappings.h"

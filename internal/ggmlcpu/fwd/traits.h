@@ -1,0 +1,2 @@
+// Forwards to ggml/src/ggml-cpu/traits.h (see ggmlcpu.go).
+#include "../src/ggml-cpu/traits.h"
