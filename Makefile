@@ -101,6 +101,7 @@ demo: build
 
 bench: build
 	@mkdir -p bench
+	@./$(BIN) devices | grep '^cpu:' || true
 	$(CGO_ENV) $(GO) test -run=NONE -bench=. -benchtime=$${BENCHTIME:-3x} -count=$${BENCHCOUNT:-1} -timeout 60m ./... | tee bench/raw.txt
 	@$(GO) run ./scripts/benchtable bench/raw.txt
 

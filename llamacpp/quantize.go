@@ -7,6 +7,8 @@ package llamacpp
 import "C"
 
 import (
+	"github.com/lldiff/lldiff/internal/outfile"
+
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,6 +94,7 @@ func Quantize(in, out string, p QuantizeParams) error {
 	}
 	tmp := tf.Name()
 	tf.Close()
+	defer outfile.Track(tmp)() // removed on SIGINT/SIGTERM too
 	qp := C.llama_model_quantize_default_params()
 	qp.nthread = C.int32_t(threads)
 	qp.ftype = ft

@@ -1,6 +1,8 @@
 package models
 
 import (
+	"github.com/lldiff/lldiff/internal/outfile"
+
 	"bufio"
 	"encoding/binary"
 	"errors"
@@ -235,6 +237,8 @@ func (w *Writer) WriteFile(path string) (err error) {
 	if err != nil {
 		return err
 	}
+	// removed on SIGINT/SIGTERM too (outfile.HandleSignals)
+	defer outfile.Track(tmp.Name())()
 	defer func() {
 		if err != nil {
 			tmp.Close()

@@ -2,6 +2,8 @@
 package main
 
 import (
+	"github.com/lldiff/lldiff/internal/outfile"
+
 	"fmt"
 	"os"
 
@@ -9,6 +11,8 @@ import (
 )
 
 func main() {
+	// Ctrl-C and SIGTERM remove half-written outputs before exiting.
+	outfile.HandleSignals()
 	io := cli.SystemIO()
 	root := cli.NewRootCmd(io)
 	root.SetArgs(cli.NormalizeArgs(os.Args[1:]))
