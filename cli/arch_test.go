@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/internal/npy"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/models"
@@ -158,7 +159,7 @@ func TestCaptureArch(t *testing.T) {
 					t.Fatalf("resid_post[%d] = %g, want %g", i, post[i], want)
 				}
 			}
-			if rowNorm(attn[:64]) == 0 || rowNorm(mlp[:64]) == 0 {
+			if diff.Norm(attn[:64]) == 0 || diff.Norm(mlp[:64]) == 0 {
 				t.Error("attn_out or mlp_out is zero")
 			}
 		})

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/internal/benchmodels"
-	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
@@ -38,11 +38,13 @@ func BenchmarkCompare(b *testing.B) {
 	}
 	load := time.Since(t0)
 	defer m.Close()
-	opts := &CompareOptions{Top: 10, TopK: 5, LensK: 5, Neurons: 10, Pos: "last", Sort: "rel", LensNorm: "norm"}
-	opts.Model.Model = path
-	opts.Model.KVType = "f32"
-	opts.Model.BOS = "auto"
-	kinds := []models.Kind{models.ResidPost, models.ResidMid, models.AttnOut, models.MLPOut}
+	var flags modelFlags
+	flags.Model, flags.KVType, flags.BOS = path, "f32", "auto"
+	eng := flags.engine(m)
+	copts := analysis.CompareOptions{
+		Model: path, A: benchA, B: benchB, TopK: 5, LensK: 5, Neurons: 10, Positions: "last", Sort: "rel", Lens: models.LensNorm,
+		Kinds: []models.Kind{models.ResidPost, models.ResidMid, models.AttnOut, models.MLPOut},
+	}
 	ida, _ := m.Tokenize(benchA, llamacpp.TokenizeOptions{})
 	idb, _ := m.Tokenize(benchB, llamacpp.TokenizeOptions{})
 	bare, err := m.NewContext(llamacpp.ContextParams{NCtx: 256, NoCallback: true})
@@ -59,7 +61,7 @@ func BenchmarkCompare(b *testing.B) {
 	}
 	// warm up: page cache, weight repacking
 	decode2()
-	if _, err := compute(opts, m, benchA, benchB, kinds, lens.Norm); err != nil {
+	if _, err := analysis.Compare(eng, copts); err != nil {
 		b.Fatal(err)
 	}
 	var tBare, tCmp time.Duration
@@ -68,7 +70,7 @@ func BenchmarkCompare(b *testing.B) {
 		s := time.Now()
 		decode2()
 		mid := time.Now()
-		if _, err := compute(opts, m, benchA, benchB, kinds, lens.Norm); err != nil {
+		if _, err := analysis.Compare(eng, copts); err != nil {
 			b.Fatal(err)
 		}
 		tBare += mid.Sub(s)

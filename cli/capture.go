@@ -8,7 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lldiff/lldiff/analysis"
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/internal/npy"
+	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -70,11 +73,11 @@ ln_final, logits.`,
 
 // CaptureIndex is the content of index.json.
 type CaptureIndex struct {
-	Model  string        `json:"model"`
-	Arch   string        `json:"arch"`
-	Prompt string        `json:"prompt"`
-	Tokens []tokenJSON   `json:"tokens"`
-	Files  []CaptureFile `json:"files"`
+	Model  string           `json:"model"`
+	Arch   string           `json:"arch"`
+	Prompt string           `json:"prompt"`
+	Tokens []analysis.Token `json:"tokens"`
+	Files  []CaptureFile    `json:"files"`
 }
 
 // CaptureFile describes one .npy file.
@@ -118,7 +121,7 @@ func captureRun(opts *CaptureOptions) error {
 		return err
 	}
 	defer ctx.Close()
-	caches, err := ctx.Run([][]int32{ids}, llamaRun(hooks))
+	caches, err := ctx.Run([][]int32{ids}, llamacpp.RunOptions{Hooks: hooks})
 	if err != nil {
 		return err
 	}
@@ -126,7 +129,7 @@ func captureRun(opts *CaptureOptions) error {
 	if err := makeOutDir(opts.OutDir); err != nil {
 		return err
 	}
-	idx := CaptureIndex{Model: opts.Model.Model, Arch: m.Arch(), Prompt: prompt, Tokens: tokenList(m, ids)}
+	idx := CaptureIndex{Model: opts.Model.Model, Arch: m.Arch(), Prompt: prompt, Tokens: analysis.Tokens(m, ids)}
 	for _, h := range hooks {
 		a, ok := cache.At(h)
 		if !ok {
@@ -162,7 +165,7 @@ func captureRun(opts *CaptureOptions) error {
 	var rows [][]string
 	for _, cf := range idx.Files {
 		a, _ := cache.Get(cf.Hook)
-		rows = append(rows, []string{cf.Hook, fmt.Sprintf("%d×%d", cf.Shape[0], cf.Shape[1]), fmt.Sprintf("%.4g", rowNorm(a.Row(a.Rows()-1))), cf.File})
+		rows = append(rows, []string{cf.Hook, fmt.Sprintf("%d×%d", cf.Shape[0], cf.Shape[1]), fmt.Sprintf("%.4g", diff.Norm(a.Row(a.Rows()-1))), cf.File})
 	}
 	if err := table(opts.IO, []string{"hook", "shape", "‖last row‖", "file"}, rows); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/internal/npy"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
@@ -327,8 +328,8 @@ func TestSynthCapture(t *testing.T) {
 			if err != nil || shape[0] != 3 || shape[1] != 64 {
 				t.Fatalf("shape %v err %v", shape, err)
 			}
-			if rowNorm(data[128:]) == 0 || rowNorm(data[128:]) != rowNorm(data[128:]) {
-				t.Errorf("activation norm %v", rowNorm(data[128:]))
+			if diff.Norm(data[128:]) == 0 || diff.Norm(data[128:]) != diff.Norm(data[128:]) {
+				t.Errorf("activation norm %v", diff.Norm(data[128:]))
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/llamacpp"
 )
 
@@ -93,51 +94,19 @@ func (f *modelFlags) load(vocabOnly bool) (*llamacpp.Model, error) {
 	return llamacpp.LoadModel(f.Model, llamacpp.ModelParams{GPULayers: f.GPULayers, NoMmap: f.NoMmap, VocabOnly: vocabOnly})
 }
 
-// context creates a context large enough for the given sequences decoded
-// nSeq at a time, unless -c says otherwise.
-func (f *modelFlags) context(m *llamacpp.Model, seqs [][]int32, nSeq int) (*llamacpp.Context, error) {
-	need := groupTokens(seqs, nSeq)
-	n := f.NCtx
-	if n == 0 {
-		n = max(256, (need+255)/256*256)
-	} else if longest := maxLen(seqs); longest > n {
-		return nil, fmt.Errorf("a prompt has %d tokens but the context holds %d (-c %d): pass -c %d or a shorter prompt", longest, n, n, (longest+255)/256*256)
-	}
-	if tr := m.Info.NCtxTrain; m.Info.LearnedPositions && maxLen(seqs) > tr {
-		// a position past the learned embedding does not exist: llama.cpp
-		// would read past the end of position_embd.weight
-		return nil, fmt.Errorf("a prompt has %d tokens but %s (%s) has learned position embeddings for %d positions only: shorten the prompt",
-			maxLen(seqs), m.Path, m.Arch(), tr)
-	}
-	if tr := m.Info.NCtxTrain; tr > 0 && maxLen(seqs) > tr && f.NCtx == 0 {
-		return nil, fmt.Errorf("a prompt has %d tokens but %s was trained on at most %d: shorten the prompt, or pass -c %d to run past the trained context anyway",
-			maxLen(seqs), m.Path, tr, (maxLen(seqs)+255)/256*256)
-	}
-	return m.NewContext(llamacpp.ContextParams{
-		NCtx: n, NBatch: f.NBatch, NUBatch: f.NUBatch, Threads: f.Threads, KVType: f.KVType, NSeqMax: nSeq,
+// engine returns the engine that runs m with these flags.
+func (f *modelFlags) engine(m *llamacpp.Model) *llamacpp.Engine {
+	return llamacpp.NewEngine(m, llamacpp.EngineParams{
+		Context: llamacpp.ContextParams{NCtx: f.NCtx, NBatch: f.NBatch, NUBatch: f.NUBatch, Threads: f.Threads, KVType: f.KVType},
+		Unembed: llamacpp.UnembedOptions{Threads: f.Threads, GPU: m.GPULayers() > 0, NoMmap: f.NoMmap},
 	})
 }
 
-// groupTokens returns the most tokens of nSeq consecutive sequences, the
-// groups in which seqs are decoded together.
-func groupTokens(seqs [][]int32, nSeq int) int {
-	need := 0
-	for i := 0; i < len(seqs); i += nSeq {
-		tot := 0
-		for _, s := range seqs[i:min(i+nSeq, len(seqs))] {
-			tot += len(s)
-		}
-		need = max(need, tot)
-	}
-	return need
-}
-
-func maxLen(seqs [][]int32) int {
-	n := 0
-	for _, s := range seqs {
-		n = max(n, len(s))
-	}
-	return n
+// context creates a context large enough for the given sequences decoded
+// nSeq at a time, unless -c says otherwise.
+func (f *modelFlags) context(m *llamacpp.Model, seqs [][]int32, nSeq int) (*llamacpp.Context, error) {
+	c, err := f.engine(m).NewContext(seqs, nSeq)
+	return c, flagAdvice(err)
 }
 
 // promptFileFlag declares --prompt-file, which capture and steer take
@@ -171,22 +140,8 @@ func readOnePrompt(text, file string) (string, error) {
 // tokenizePrompts tokenizes each prompt and returns a usage error when one
 // gives no tokens.
 func tokenizePrompts(m *llamacpp.Model, to llamacpp.TokenizeOptions, prompts ...string) ([][]int32, error) {
-	ids := make([][]int32, len(prompts))
-	for i, p := range prompts {
-		var err error
-		if ids[i], err = m.Tokenize(p, to); err != nil {
-			return nil, err
-		}
-	}
-	for _, s := range ids {
-		if len(s) == 0 {
-			if len(prompts) == 1 {
-				return nil, usageErr("the prompt gives no tokens")
-			}
-			return nil, usageErr("a prompt gives no tokens")
-		}
-	}
-	return ids, nil
+	ids, err := analysis.TokenizePrompts(m, to, prompts...)
+	return ids, flagAdvice(err)
 }
 
 // maxPromptFile is the largest prompt file read: far more tokens than any

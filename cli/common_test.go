@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
 )
@@ -102,7 +103,7 @@ func TestTokenizePromptsAndAnswers(t *testing.T) {
 	if _, err := tokenizePrompts(m, to, "Once", ""); err == nil || err.Error() != "a prompt gives no tokens" || !errors.As(err, &ue) {
 		t.Errorf("an empty prompt of two: %v", err)
 	}
-	if _, _, err := answerTokens(m, "Once", ids[0], "", to); err == nil || !strings.HasPrefix(err.Error(), "--answer is empty") || !errors.As(err, &ue) {
+	if _, _, err := analysis.AnswerTokens(m, "Once", ids[0], "", to); flagAdvice(err) == nil || !strings.HasPrefix(err.Error(), "--answer is empty") || !errors.As(flagAdvice(err), &ue) {
 		t.Errorf("empty answer: %v", err)
 	}
 }

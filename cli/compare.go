@@ -3,13 +3,12 @@ package cli
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/diff"
-	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
@@ -82,7 +81,7 @@ Pythia (gptneox with a parallel residual) has no resid_mid.`,
 			if opts.Top < 1 || opts.TopK < 1 || opts.LensK < 1 || opts.Neurons < 1 {
 				return usageErr("--top, --top-k, --lens-k and --neurons take numbers >= 1")
 			}
-			if _, err := lens.ParseMode(opts.LensNorm); err != nil {
+			if _, err := models.ParseLensMode(opts.LensNorm); err != nil {
 				return &UsageError{Err: err}
 			}
 			if _, err := diff.Rank(nil, opts.Sort); err != nil {
@@ -117,106 +116,9 @@ Pythia (gptneox with a parallel residual) has no resid_mid.`,
 	return cmd
 }
 
-// CompareJSON is the document `compare --json` prints.
-type CompareJSON struct {
-	Model      string          `json:"model"`
-	Positions  []posJSON       `json:"positions"`
-	Warnings   []string        `json:"warnings"`
-	Prompts    [2]promptJSON   `json:"prompts"`
-	Components []componentJSON `json:"components"`
-	LensNorm   string          `json:"lens_norm"`
-	Lens       []lensLayerJSON `json:"lens"`
-	Neurons    *neuronsJSON    `json:"neurons,omitempty"`
-	Answers    []answerJSON    `json:"answers,omitempty"`
-}
-
-type posJSON struct {
-	A int `json:"a"`
-	B int `json:"b"`
-}
-
-type promptJSON struct {
-	Text   string      `json:"text"`
-	Tokens []tokenJSON `json:"tokens"`
-	// Pos is the position whose predictions Top lists.
-	Pos int             `json:"pos"`
-	Top []predTokenJSON `json:"top"`
-}
-
-type predTokenJSON struct {
-	ID    int32   `json:"id"`
-	Piece string  `json:"piece"`
-	Prob  float64 `json:"prob"`
-	Logit float64 `json:"logit"`
-}
-
-type componentJSON struct {
-	Hook   string  `json:"hook"`
-	Short  string  `json:"short"`
-	Layer  int     `json:"layer"`
-	Kind   string  `json:"kind"`
-	L2     float64 `json:"l2"`
-	RelL2  float64 `json:"rel_l2"`
-	Cosine float64 `json:"cosine"`
-	NormA  float64 `json:"norm_a"`
-	NormB  float64 `json:"norm_b"`
-}
-
-type lensTokenJSON struct {
-	Piece string  `json:"piece"`
-	ID    int32   `json:"id"`
-	Value float64 `json:"value"`
-}
-
-type lensLayerJSON struct {
-	Layer   int             `json:"layer"`
-	Hook    string          `json:"hook"`
-	A       []lensTokenJSON `json:"a"`
-	B       []lensTokenJSON `json:"b"`
-	AMinusB []lensTokenJSON `json:"a_minus_b"`
-	BMinusA []lensTokenJSON `json:"b_minus_a"`
-}
-
-type neuronsJSON struct {
-	Hook    string       `json:"hook"`
-	Pos     posJSON      `json:"pos"`
-	Neurons []neuronJSON `json:"neurons"`
-}
-
-type neuronJSON struct {
-	Index int     `json:"index"`
-	A     float64 `json:"a"`
-	B     float64 `json:"b"`
-	Diff  float64 `json:"diff"`
-}
-
-type answerJSON struct {
-	Text   string            `json:"text"`
-	Tokens []tokenJSON       `json:"tokens"`
-	Note   string            `json:"note,omitempty"`
-	A      []answerScoreJSON `json:"a"`
-	B      []answerScoreJSON `json:"b"`
-	// LogProbA and LogProbB are the log-probabilities of the whole answer.
-	LogProbA float64 `json:"logprob_a"`
-	LogProbB float64 `json:"logprob_b"`
-}
-
-type answerScoreJSON struct {
-	ID    int32   `json:"id"`
-	Piece string  `json:"piece"`
-	Rank  int     `json:"rank"`
-	Logit float64 `json:"logit"`
-	Prob  float64 `json:"prob"`
-}
-
-// comparison holds everything compare computed, for both outputs.
-type comparison struct {
-	doc      CompareJSON
-	pairs    []diff.PosPair
-	comps    []diff.Component
-	ranked   []diff.Component
-	modelTop [2]int32
-}
+// CompareJSON is the document `compare --json` prints
+// (docs/compare-json.md).
+type CompareJSON = analysis.CompareResult
 
 func compareRun(opts *CompareOptions) error {
 	a, err := readPrompt(opts.A, opts.AFile, "prompt A")
@@ -230,7 +132,7 @@ func compareRun(opts *CompareOptions) error {
 	if strings.TrimSpace(a) == "" || strings.TrimSpace(b) == "" {
 		return usageErr("compare needs two non-empty prompts: lldiff compare -m MODEL \"prompt A\" \"prompt B\" (or --a-file/--b-file)")
 	}
-	mode, _ := lens.ParseMode(opts.LensNorm)
+	mode, _ := models.ParseLensMode(opts.LensNorm)
 	m, err := opts.Model.load(false)
 	if err != nil {
 		return err
@@ -255,344 +157,23 @@ func compareRun(opts *CompareOptions) error {
 		}
 		kinds = append(kinds, hs[0].Kind)
 	}
-	c, err := compute(opts, m, a, b, kinds, mode)
+	doc, err := analysis.Compare(opts.Model.engine(m), analysis.CompareOptions{
+		Model: opts.Model.Model, A: a, B: b, Tokenize: opts.Model.tokenizeOptions(),
+		Positions: opts.Pos, Kinds: kinds, Sort: opts.Sort,
+		TopK: opts.TopK, LensK: opts.LensK, Neurons: opts.Neurons, Lens: mode, Answers: opts.Answers,
+	})
 	if err != nil {
-		return err
+		return flagAdvice(err)
 	}
-	c.doc.Warnings = append(skipped, c.doc.Warnings...) // the last one says what is compared
+	doc.Warnings = append(skipped, doc.Warnings...) // the last one says what is compared
 	if opts.JSON {
-		return writeJSON(opts.IO.Out, c.doc)
+		return writeJSON(opts.IO.Out, doc)
 	}
-	return printComparison(opts, m, c)
+	return printComparison(opts, m, doc)
 }
 
-func compute(opts *CompareOptions, m *llamacpp.Model, a, b string, kinds []models.Kind, mode lens.Mode) (*comparison, error) {
-	to := opts.Model.tokenizeOptions()
-	ids, err := tokenizePrompts(m, to, a, b)
-	if err != nil {
-		return nil, err
-	}
-	idsA, idsB := ids[0], ids[1]
-	pairs, err := diff.ParsePositions(opts.Pos, len(idsA), len(idsB))
-	if err != nil {
-		return nil, &UsageError{Err: err}
-	}
-	c := &comparison{pairs: pairs}
-	c.doc.Model = opts.Model.Model
-	c.doc.LensNorm = mode.String()
-	for _, p := range pairs {
-		c.doc.Positions = append(c.doc.Positions, posJSON{p.A, p.B})
-	}
-	toksA, toksB := tokenList(m, idsA), tokenList(m, idsB)
-	c.doc.Warnings = tokenWarnings(toksA, toksB, pairs)
-
-	// answers are decoded with the prompts, as extra sequences
-	type answerSeq struct {
-		text     string
-		ids      []int32 // answer tokens as the model would produce them after each prompt
-		inA, inB []int32 // full sequences
-		note     string
-		nA, nB   int // prompt lengths
-	}
-	var answers []answerSeq
-	for _, ans := range opts.Answers {
-		as := answerSeq{text: ans, nA: len(idsA), nB: len(idsB)}
-		tailA, noteA, err := answerTokens(m, a, idsA, ans, to)
-		if err != nil {
-			return nil, err
-		}
-		tailB, noteB, err := answerTokens(m, b, idsB, ans, to)
-		if err != nil {
-			return nil, err
-		}
-		as.ids = tailA
-		as.note = noteA
-		if noteB != "" && noteB != noteA {
-			as.note = strings.TrimSpace(as.note + " " + noteB)
-		}
-		as.inA = slices.Concat(idsA, tailA)
-		as.inB = slices.Concat(idsB, tailB)
-		answers = append(answers, as)
-	}
-
-	var hooks []models.Hook
-	for l := range m.NLayer() {
-		for _, k := range kinds {
-			hooks = append(hooks, models.Hook{Kind: k, Layer: l})
-		}
-		hooks = append(hooks, models.Hook{Kind: models.ResidPost, Layer: l})
-	}
-	hooks = models.SortHooks(append(hooks, models.Hook{Kind: models.Logits, Layer: -1}))
-	seqs := [][]int32{idsA, idsB}
-	ctx, err := opts.Model.context(m, seqs, 2)
-	if err != nil {
-		return nil, err
-	}
-	defer ctx.Close()
-	// Only the compared positions are kept, and llama.cpp computes logits
-	// for those rows only: the output matrix over every position of both
-	// prompts would cost more than the layers on small models.
-	rowsA, rowsB := distinct(pairs, func(p diff.PosPair) int { return p.A }), distinct(pairs, func(p diff.PosPair) int { return p.B })
-	rows, err := ctx.RunRows(seqs, [][]int{rowsA, rowsB}, hooks)
-	if err != nil {
-		return nil, err
-	}
-	ca, cb := rowsCache(rows[0], idsA, m.NLayer()), rowsCache(rows[1], idsB, m.NLayer())
-	// rp are the pairs as row indices of ca and cb
-	rp := make([]diff.PosPair, len(pairs))
-	for i, p := range pairs {
-		rp[i] = diff.PosPair{A: slices.Index(rowsA, p.A), B: slices.Index(rowsB, p.B)}
-	}
-	lastRow := rp[len(rp)-1]
-
-	// predictions at the last compared pair
-	last := pairs[len(pairs)-1]
-	for i, pr := range []struct {
-		text string
-		toks []tokenJSON
-		c    *models.Cache
-		pos  int
-		row  int
-	}{{a, toksA, ca, last.A, lastRow.A}, {b, toksB, cb, last.B, lastRow.B}} {
-		lg := logitsRow(pr.c, pr.row)
-		probs := lens.Softmax(nil, lg)
-		p := promptJSON{Text: pr.text, Tokens: pr.toks, Pos: pr.pos}
-		for _, t := range lens.TopK(lg, opts.TopK) {
-			p.Top = append(p.Top, predTokenJSON{ID: t.ID, Piece: m.Printable(t.ID), Prob: float64(probs[t.ID]), Logit: t.Value})
-		}
-		c.doc.Prompts[i] = p
-		c.modelTop[i] = p.Top[0].ID
-	}
-
-	// ranking
-	var rankHooks []models.Hook
-	for l := range m.NLayer() {
-		for _, k := range kinds {
-			rankHooks = append(rankHooks, models.Hook{Kind: k, Layer: l})
-		}
-	}
-	c.comps, err = diff.Compare(ca, cb, models.SortHooks(rankHooks), rp)
-	if err != nil {
-		return nil, err
-	}
-	c.ranked, err = diff.Rank(c.comps, opts.Sort)
-	if err != nil {
-		return nil, &UsageError{Err: err}
-	}
-	for _, comp := range c.ranked {
-		c.doc.Components = append(c.doc.Components, componentJSON{
-			Hook: comp.Hook.Name(), Short: comp.Hook.Short(), Layer: comp.Hook.Layer, Kind: string(comp.Hook.Kind),
-			L2: comp.L2, RelL2: comp.RelL2, Cosine: comp.Cosine, NormA: comp.NormA, NormB: comp.NormB,
-		})
-	}
-
-	// logit lens of resid_post at every layer, at the last compared pair
-	u, err := m.NewUnembedderWith(llamacpp.UnembedOptions{Threads: opts.Model.Threads, GPU: m.GPULayers() > 0, NoMmap: opts.Model.NoMmap})
-	if err != nil {
-		return nil, err
-	}
-	defer u.Close()
-	d, nl, nv := m.NEmbd(), m.NLayer(), m.NVocab()
-	x := make([]float32, 0, 2*nl*d)
-	for l := range nl {
-		h := models.Hook{Kind: models.ResidPost, Layer: l}
-		ra, _ := ca.At(h)
-		rb, _ := cb.At(h)
-		x = append(x, ra.Row(lastRow.A)...)
-		x = append(x, rb.Row(lastRow.B)...)
-	}
-	lg, err := u.Unembed(nil, x, 2*nl, mode)
-	if err != nil {
-		return nil, err
-	}
-	dl := make([]float32, nv)
-	toLens := func(ts []lens.Token, sign float64) []lensTokenJSON {
-		out := make([]lensTokenJSON, len(ts))
-		for i, t := range ts {
-			out[i] = lensTokenJSON{Piece: m.Printable(t.ID), ID: t.ID, Value: sign * t.Value}
-		}
-		return out
-	}
-	for l := range nl {
-		la, lb := lg[(2*l)*nv:(2*l+1)*nv], lg[(2*l+1)*nv:(2*l+2)*nv]
-		diff.SubTo(dl, la, lb)
-		c.doc.Lens = append(c.doc.Lens, lensLayerJSON{
-			Layer: l, Hook: models.Hook{Kind: models.ResidPost, Layer: l}.Name(),
-			A: toLens(lens.TopK(la, opts.LensK), 1), B: toLens(lens.TopK(lb, opts.LensK), 1),
-			AMinusB: toLens(lens.TopK(dl, opts.LensK), 1), BMinusA: toLens(lens.BottomK(dl, opts.LensK), -1),
-		})
-	}
-
-	// neurons of the most different component
-	if len(c.ranked) > 0 {
-		top := c.ranked[0]
-		ra, _ := ca.At(top.Hook)
-		rb, _ := cb.At(top.Hook)
-		// the pair where this component differs most
-		best := top.PerPos[0]
-		for _, pp := range top.PerPos {
-			if pp.L2 > best.L2 {
-				best = pp
-			}
-		}
-		nj := &neuronsJSON{Hook: top.Hook.Name(), Pos: posJSON{rowsA[best.Pair.A], rowsB[best.Pair.B]}}
-		for _, n := range diff.TopNeurons(ra.Row(best.Pair.A), rb.Row(best.Pair.B), opts.Neurons) {
-			nj.Neurons = append(nj.Neurons, neuronJSON{n.Index, n.A, n.B, n.Diff})
-		}
-		c.doc.Neurons = nj
-	}
-
-	// answers: one more run with prompt + answer tokens fed in
-	if len(answers) > 0 {
-		var seqs [][]int32
-		for _, as := range answers {
-			seqs = append(seqs, as.inA, as.inB)
-		}
-		actx, err := opts.Model.context(m, seqs, 2)
-		if err != nil {
-			return nil, fmt.Errorf("scoring --answer runs each prompt with the answer after it (the tokens counted here): %w", err)
-		}
-		defer actx.Close()
-		out, err := actx.Run(seqs, llamacpp.RunOptions{})
-		if err != nil {
-			return nil, err
-		}
-		for i, as := range answers {
-			aj := answerJSON{Text: as.text, Tokens: tokenList(m, as.ids), Note: as.note}
-			aj.A, aj.LogProbA = scoreAnswer(m, out[2*i], as.nA)
-			aj.B, aj.LogProbB = scoreAnswer(m, out[2*i+1], as.nB)
-			c.doc.Answers = append(c.doc.Answers, aj)
-		}
-	}
-	return c, nil
-}
-
-// distinct returns the distinct positions of one side of pairs, sorted.
-func distinct(pairs []diff.PosPair, side func(diff.PosPair) int) []int {
-	var ps []int
-	for _, p := range pairs {
-		ps = append(ps, side(p))
-	}
-	slices.Sort(ps)
-	return slices.Compact(ps)
-}
-
-// rowsCache turns the rows RunRows kept into a cache whose row k is the
-// activation at position r.Positions[k].
-func rowsCache(r *llamacpp.SeqRows, tokens []int32, nLayer int) *models.Cache {
-	c := models.NewCache(tokens, nLayer)
-	for _, a := range r.Acts {
-		c.Set(a)
-	}
-	c.Set(&models.Activation{Hook: models.Hook{Kind: models.Logits, Layer: -1}, Width: r.Logits.Width, Data: r.Logits.Data})
-	return c
-}
-
-func logitsRow(c *models.Cache, pos int) []float32 {
-	a, _ := c.At(models.Hook{Kind: models.Logits, Layer: -1})
-	return a.Row(pos)
-}
-
-// answerTokens returns the tokens the model would have to produce after
-// prompt to continue it with ans: the tail of tokenize(prompt+ans) after the
-// prompt's own tokens. That is what matters for SentencePiece, which
-// tokenizes " short" alone as a lone "▁" plus "▁short" but produces only
-// "▁short" after a prompt. An empty answer is a usage error.
-func answerTokens(m *llamacpp.Model, prompt string, promptIDs []int32, ans string, to llamacpp.TokenizeOptions) ([]int32, string, error) {
-	if ans == "" {
-		return nil, "", usageErr(`--answer is empty: give the text the model should produce next, with its leading space, e.g. --answer " she"`)
-	}
-	full, err := m.Tokenize(prompt+ans, to)
-	if err != nil {
-		return nil, "", err
-	}
-	noBOS := to
-	noBOS.BOS = llamacpp.BOSNo
-	alone, err := m.Tokenize(ans, noBOS)
-	if err != nil {
-		return nil, "", err
-	}
-	var note string
-	prefix := len(full) > len(promptIDs)
-	for i := 0; prefix && i < len(promptIDs); i++ {
-		prefix = full[i] == promptIDs[i]
-	}
-	if !prefix {
-		// the answer merges with the prompt's last token: score it as
-		// tokenized alone and say so
-		note = fmt.Sprintf("%q merges with the end of the prompt when tokenized together; scored as tokenized alone", ans)
-		return alone, note, nil
-	}
-	tail := full[len(promptIDs):]
-	if len(alone) > len(tail) && len(alone) > 0 && string(m.Piece(alone[0])) == " " {
-		var ps []string
-		for _, id := range alone {
-			ps = append(ps, m.Printable(id))
-		}
-		note = fmt.Sprintf("tokenized alone, %q is %s (a lone ▁ first); after the prompt the model produces %d token(s), scored here", ans, strings.Join(ps, " | "), len(tail))
-	}
-	return tail, note, nil
-}
-
-// scoreAnswer scores the tokens after position n-1 of c's sequence (the
-// answer tokens, each predicted from the prompt plus the earlier answer
-// tokens).
-func scoreAnswer(m *llamacpp.Model, c *models.Cache, n int) ([]answerScoreJSON, float64) {
-	var out []answerScoreJSON
-	total := 0.0
-	for i := n; i < len(c.Tokens); i++ {
-		lg := logitsRow(c, i-1)
-		id := c.Tokens[i]
-		lp := lens.LogSoftmaxAt(lg, id)
-		total += lp
-		out = append(out, answerScoreJSON{ID: id, Piece: m.Printable(id), Rank: lens.Rank(lg, id), Logit: float64(lg[id]), Prob: math.Exp(lp)})
-	}
-	return out, total
-}
-
-// tokenWarnings explains where the two tokenizations do not line up.
-func tokenWarnings(a, b []tokenJSON, pairs []diff.PosPair) []string {
-	var w []string
-	if len(a) != len(b) {
-		w = append(w, fmt.Sprintf("the prompts have different token counts (A %d, B %d): positions after the first difference do not line up", len(a), len(b)))
-	}
-	first := -1
-	for i := 0; i < min(len(a), len(b)); i++ {
-		if a[i].ID != b[i].ID {
-			first = i
-			break
-		}
-	}
-	if first >= 0 {
-		w = append(w, fmt.Sprintf("first differing token at position %d: A %q, B %q", first, a[first].Piece, b[first].Piece))
-	}
-	wa, wb := splitWords(a), splitWords(b)
-	for _, x := range wa {
-		if !hasWord(wb, x.Word, x.Tokens) {
-			w = append(w, fmt.Sprintf("A splits %q into %d tokens", x.Word, x.Tokens))
-		}
-	}
-	for _, x := range wb {
-		if !hasWord(wa, x.Word, x.Tokens) {
-			w = append(w, fmt.Sprintf("B splits %q into %d tokens", x.Word, x.Tokens))
-		}
-	}
-	w = append(w, "comparing "+diff.Describe(pairs))
-	return w
-}
-
-func hasWord(ws []wordJSON, word string, n int) bool {
-	for _, w := range ws {
-		if w.Word == word && w.Tokens == n {
-			return true
-		}
-	}
-	return false
-}
-
-func printComparison(opts *CompareOptions, m *llamacpp.Model, c *comparison) error {
+func printComparison(opts *CompareOptions, m *llamacpp.Model, doc *CompareJSON) error {
 	out := opts.IO.Out
-	doc := &c.doc
 	section := func(title string) {
 		fmt.Fprintf(out, "\n== %s ==\n", title)
 	}
@@ -611,7 +192,7 @@ func printComparison(opts *CompareOptions, m *llamacpp.Model, c *comparison) err
 			if i >= len(a) || i >= len(b) || a[i].ID != b[i].ID {
 				r[5] = "≠"
 			}
-			for _, p := range c.pairs {
+			for _, p := range doc.Positions {
 				if p.A == i || p.B == i {
 					r[5] += " ◀"
 					break
@@ -669,7 +250,7 @@ func printComparison(opts *CompareOptions, m *llamacpp.Model, c *comparison) err
 		}
 	}
 	if !opts.NoRanking {
-		section(fmt.Sprintf("components ranked by %s (top %d of %d)", sortName(opts.Sort), min(opts.Top, len(c.ranked)), len(c.ranked)))
+		section(fmt.Sprintf("components ranked by %s (top %d of %d)", sortName(opts.Sort), min(opts.Top, len(doc.Components)), len(doc.Components)))
 		var rows [][]string
 		for i, comp := range doc.Components[:min(opts.Top, len(doc.Components))] {
 			rows = append(rows, []string{fmt.Sprint(i + 1), comp.Hook, fmt.Sprintf("%.4g", comp.L2), fmt.Sprintf("%.4f", comp.RelL2), fmt.Sprintf("%.4f", comp.Cosine)})
@@ -680,14 +261,14 @@ func printComparison(opts *CompareOptions, m *llamacpp.Model, c *comparison) err
 	}
 	if !opts.NoLayers {
 		section("per layer: ‖A−B‖ / mean(‖A‖,‖B‖)")
-		if err := printLayers(opts.IO, c); err != nil {
+		if err := printLayers(opts.IO, doc.Layers); err != nil {
 			return err
 		}
 	}
 	if !opts.NoLens {
 		section(fmt.Sprintf("logit lens of resid_post (A pos %d, B pos %d; differences: %s)", doc.Prompts[0].Pos, doc.Prompts[1].Pos,
 			lensNormDesc(doc.LensNorm, m.Info.LayerNorm)))
-		join := func(ts []lensTokenJSON) string {
+		join := func(ts []analysis.LensToken) string {
 			var s []string
 			for _, t := range ts {
 				s = append(s, t.Piece)
@@ -703,7 +284,7 @@ func printComparison(opts *CompareOptions, m *llamacpp.Model, c *comparison) err
 		}
 		if n := len(doc.Lens); n > 0 && doc.LensNorm == "norm" {
 			la, lb := doc.Lens[n-1].A, doc.Lens[n-1].B
-			if len(la) > 0 && len(lb) > 0 && (la[0].ID != c.modelTop[0] || lb[0].ID != c.modelTop[1]) {
+			if len(la) > 0 && len(lb) > 0 && (la[0].ID != doc.Prompts[0].Top[0].ID || lb[0].ID != doc.Prompts[1].Top[0].ID) {
 				fmt.Fprintln(out, "warning: the last layer's lens top-1 differs from the model's prediction; this build's graph may not match lldiff's hook table")
 			}
 		}
@@ -748,8 +329,7 @@ func lensNormDesc(s string, layerNorm bool) string {
 
 // printLayers prints one row per layer with the relative difference of each
 // ranked kind and a bar for resid_post.
-func printLayers(io *IOStreams, c *comparison) error {
-	rows := diff.ByLayer(c.comps)
+func printLayers(io *IOStreams, rows []diff.LayerRow) error {
 	kindSet := map[models.Kind]bool{}
 	for _, r := range rows {
 		for k := range r.Rel {

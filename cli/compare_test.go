@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
@@ -218,7 +219,7 @@ func TestCompareBehaviour(t *testing.T) {
 		t.Errorf("predictions: A %v, B %v; want ▁she / ▁he", doc.Prompts[0].Top[0], doc.Prompts[1].Top[0])
 	}
 	last := doc.Lens[len(doc.Lens)-1]
-	found := func(ts []lensTokenJSON, piece string) bool {
+	found := func(ts []analysis.LensToken, piece string) bool {
 		for _, x := range ts {
 			if x.Piece == piece {
 				return true

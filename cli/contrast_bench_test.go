@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/contrast"
 	"github.com/lldiff/lldiff/internal/benchmodels"
 	"github.com/lldiff/lldiff/llamacpp"
@@ -51,14 +52,12 @@ func BenchmarkContrast(b *testing.B) {
 	}
 	defer m.Close()
 	ds := benchPairs(32)
-	opts := &ContrastOptions{Pos: "last", Kinds: "resid_post,attn_out,mlp_out", Parallel: 8}
-	opts.Model.Model, opts.Model.KVType, opts.Model.BOS = path, "f32", "auto"
-	cd := &contrastData{ds: ds}
+	cd := &analysis.ContrastData{Dataset: ds}
 	for _, side := range []struct {
 		ps  []contrast.Prompt
 		ids *[][]int32
 		row *[][]int
-	}{{ds.A, &cd.idsA, &cd.rowsA}, {ds.B, &cd.idsB, &cd.rowsB}} {
+	}{{ds.A, &cd.IDsA, &cd.RowsA}, {ds.B, &cd.IDsB, &cd.RowsB}} {
 		for _, p := range side.ps {
 			ids, err := m.Tokenize(p.Text, llamacpp.TokenizeOptions{})
 			if err != nil {
@@ -73,9 +72,9 @@ func BenchmarkContrast(b *testing.B) {
 		hooks = append(hooks, models.Hook{Kind: models.ResidPost, Layer: l}, models.Hook{Kind: models.AttnOut, Layer: l}, models.Hook{Kind: models.MLPOut, Layer: l})
 	}
 	hooks = models.SortHooks(hooks)
-	seqs, _, _ := contrastSeqs(cd)
+	seqs, _, _ := cd.Seqs()
 	newCtx := func(nSeq int, bare bool) *llamacpp.Context {
-		n := groupTokens(seqs, nSeq)
+		n := llamacpp.GroupTokens(seqs, nSeq)
 		c, err := m.NewContext(llamacpp.ContextParams{NCtx: (n + 255) / 256 * 256, NSeqMax: nSeq, NoCallback: bare, Threads: benchThreads})
 		if err != nil {
 			b.Fatal(err)
@@ -87,10 +86,7 @@ func BenchmarkContrast(b *testing.B) {
 	defer serial.Close()
 	defer bare.Close()
 	runContrast := func(ctx *llamacpp.Context, parallel int) {
-		o := *opts
-		o.Parallel = parallel
-		o.IO = &IOStreams{}
-		sa, sb, _, err := collectRows(&o, ctx, cd, hooks, map[models.Hook]int{})
+		sa, sb, _, err := analysis.CollectRows(ctx, cd, hooks, parallel, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/contrast"
 	"github.com/lldiff/lldiff/internal/npy"
 	"github.com/lldiff/lldiff/internal/testmodels"
@@ -34,7 +35,7 @@ func contrastJSON(t *testing.T, args ...string) ContrastJSON {
 	return runJSON[ContrastJSON](t, append([]string{"contrast", "--json", oneThread, "-m", testmodels.Path(t, testmodels.Stories260K)}, args...)...)
 }
 
-func pieces(ts []lensTokenJSON) []string {
+func pieces(ts []analysis.LensToken) []string {
 	var s []string
 	for _, t := range ts {
 		s = append(s, t.Piece)
@@ -69,7 +70,7 @@ func TestContrastHeShe(t *testing.T) {
 			t.Fatalf("components not ranked by separation: #%d %.3f after %.3f", i+1, *doc.Components[i].Separation, *doc.Components[i-1].Separation)
 		}
 	}
-	var post0 *contrastCompJSON
+	var post0 *analysis.ContrastComp
 	for i := range doc.Components {
 		c := &doc.Components[i]
 		if c.Short == "resid_post.0" {
@@ -404,7 +405,7 @@ func TestContrastSaveVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var idx vectorIndexJSON
+	var idx analysis.VectorIndex
 	if err := json.Unmarshal(b, &idx); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/lldiff/lldiff/analysis"
+	"github.com/lldiff/lldiff/models"
 )
 
 // Exit codes, decided in one place (ExitCode).
@@ -33,3 +37,41 @@ func ExitCode(err error) int {
 	}
 	return ExitError
 }
+
+// flagAdvice turns the typed errors of the analyses and engines into the
+// command line's terms: an analysis.InputError is a usage error, and a
+// models.ContextError gets the flags (-c) that change it. Other errors
+// pass unchanged.
+func flagAdvice(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *models.ContextError
+	if errors.As(err, &ce) {
+		var advice string
+		switch ce.Problem {
+		case models.PastLearnedPositions:
+			advice = ce.Error() + ": shorten the prompt"
+		case models.PastTrainedContext:
+			advice = fmt.Sprintf("%s: shorten the prompt, or pass -c %d to run past the trained context anyway", ce.Error(), models.RoundCtx(ce.Tokens))
+		default:
+			advice = fmt.Sprintf("a prompt has %d tokens but the context holds %d (-c %d): pass -c %d or a shorter prompt", ce.Tokens, ce.NCtx, ce.NCtx, models.RoundCtx(ce.Tokens))
+		}
+		// keep what the analysis said around it
+		err = &advised{msg: strings.Replace(err.Error(), ce.Error(), advice, 1), err: err}
+	}
+	var ie *analysis.InputError
+	if errors.As(err, &ie) {
+		return &UsageError{Err: err}
+	}
+	return err
+}
+
+// advised is an error whose message gives advice about flags.
+type advised struct {
+	msg string
+	err error
+}
+
+func (e *advised) Error() string { return e.msg }
+func (e *advised) Unwrap() error { return e.err }

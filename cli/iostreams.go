@@ -2,9 +2,11 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
@@ -70,4 +72,51 @@ func table(io *IOStreams, header []string, rows [][]string) error {
 		}
 	}
 	return t.Render()
+}
+
+// progress reports how far a long analysis is on a terminal's error
+// stream: "decoding 3/40 prompts (12.5 prompts/s)". It is the one
+// analysis.Progress of the command line; off a terminal it prints
+// nothing. With keep, the last line stays (ending in a newline when the
+// total is reached); otherwise Done erases it.
+type progress struct {
+	io     *IOStreams
+	format string // with %d done and %d total
+	keep   bool
+	n      int
+	t0     time.Time
+	shown  bool
+}
+
+func newProgress(io *IOStreams, format string, keep bool) *progress {
+	return &progress{io: io, format: format, keep: keep, t0: time.Now()}
+}
+
+// Start begins counting towards total.
+func (p *progress) Start(total int) { p.n, p.t0 = total, time.Now() }
+
+// Update shows done of the total.
+func (p *progress) Update(done int) {
+	if !p.io.IsTerminal {
+		return
+	}
+	fmt.Fprintf(p.io.ErrOut, "\r"+p.format, done, p.n)
+	if p.keep {
+		if done == p.n {
+			fmt.Fprintln(p.io.ErrOut)
+		}
+		return
+	}
+	rate := float64(done) / max(time.Since(p.t0).Seconds(), 1e-9)
+	unit := p.format[strings.LastIndex(p.format, " ")+1:]
+	fmt.Fprintf(p.io.ErrOut, " (%.1f %s/s)", rate, unit)
+	p.shown = true
+}
+
+// Done erases the line unless keep.
+func (p *progress) Done() {
+	if p.shown {
+		fmt.Fprint(p.io.ErrOut, "\r\033[K")
+		p.shown = false
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
@@ -38,7 +39,7 @@ func patchJSON(t *testing.T, extra ...string) *PatchJSON {
 
 // result returns the result of short name at corrupt position pos (-1: the
 // one result of that hook).
-func result(t *testing.T, doc *PatchJSON, short string, pos int) patchResultJSON {
+func result(t *testing.T, doc *PatchJSON, short string, pos int) analysis.PatchedCell {
 	t.Helper()
 	for _, r := range doc.Results {
 		if r.Short == short && (pos < 0 || len(r.Positions) == 1 && r.Positions[0].Corrupt == pos) {
@@ -46,7 +47,7 @@ func result(t *testing.T, doc *PatchJSON, short string, pos int) patchResultJSON
 		}
 	}
 	t.Fatalf("no result for %s at %d", short, pos)
-	return patchResultJSON{}
+	return analysis.PatchedCell{}
 }
 
 // TestPatchJSONGrid checks the per-position grid on stories260K: its
@@ -317,7 +318,7 @@ func TestPatchUnequalLengths(t *testing.T) {
 		case "all":
 			p := doc.Results[0].Positions
 			// BOS to BOS, and the last token to the last token
-			if p[0] != (patchPosJSON{0, 0}) || p[len(p)-1] != (patchPosJSON{nc - 1, nk - 1}) || len(doc.Notes) == 0 {
+			if p[0] != (analysis.PatchPos{Clean: 0, Corrupt: 0}) || p[len(p)-1] != (analysis.PatchPos{Clean: nc - 1, Corrupt: nk - 1}) || len(doc.Notes) == 0 {
 				t.Errorf("--pos all patched %v (notes %v), want 0:0 … %d:%d and a note", p, doc.Notes, nc-1, nk-1)
 			}
 			// resid_post of the last layer at every aligned position
@@ -375,21 +376,5 @@ func TestPatchBadInputs(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestAlignPositions(t *testing.T) {
-	for _, tc := range []struct {
-		clean, corrupt []int32
-		want           string
-	}{
-		{[]int32{1, 2, 3}, []int32{1, 2, 3}, "[{0 0} {1 1} {2 2}]"},
-		// one token replaced by two: the prefix in place, the rest from the end
-		{[]int32{1, 5, 7, 8}, []int32{1, 6, 6, 7, 8}, "[{0 0} {1 2} {2 3} {3 4}]"},
-		{[]int32{1, 6, 6, 7, 8}, []int32{1, 5, 7, 8}, "[{0 0} {2 1} {3 2} {4 3}]"},
-	} {
-		if got := fmt.Sprint(alignPositions(tc.clean, tc.corrupt)); got != tc.want {
-			t.Errorf("alignPositions(%v, %v) = %s, want %s", tc.clean, tc.corrupt, got, tc.want)
-		}
 	}
 }

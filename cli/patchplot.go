@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/lldiff/lldiff/analysis"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/palette"
@@ -105,7 +106,7 @@ func patchPanels(doc *PatchJSON) []*patchPanel {
 	// columns: the patched positions, in the corrupt prompt's order
 	colOf := map[string]int{}
 	var cols []string
-	add := func(pp patchPosJSON) {
+	add := func(pp analysis.PatchPos) {
 		k := fmt.Sprint(pp)
 		if _, ok := colOf[k]; ok {
 			return
@@ -122,7 +123,7 @@ func patchPanels(doc *PatchJSON) []*patchPanel {
 	}
 	if doc.Positions == "each" {
 		for i := range doc.Corrupt.Tokens {
-			add(patchPosJSON{Clean: i, Corrupt: i})
+			add(analysis.PatchPos{Clean: i, Corrupt: i})
 		}
 	}
 	for _, r := range doc.Results {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/contrast"
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/llamacpp"
@@ -157,12 +158,12 @@ func parseLayerRange(s string) (from, to int, err error) {
 
 // SteerJSON is the document `steer --json` prints.
 type SteerJSON struct {
-	Model    string        `json:"model"`
-	Cvec     steerCvecJSON `json:"control_vector"`
-	Prompt   string        `json:"prompt"`
-	Tokens   []tokenJSON   `json:"tokens"`
-	N        int           `json:"n_predict"`
-	Warnings []string      `json:"warnings"`
+	Model    string           `json:"model"`
+	Cvec     steerCvecJSON    `json:"control_vector"`
+	Prompt   string           `json:"prompt"`
+	Tokens   []analysis.Token `json:"tokens"`
+	N        int              `json:"n_predict"`
+	Warnings []string         `json:"warnings"`
 	// Baseline is scale 0: no vector.
 	Baseline steerStepJSON   `json:"baseline"`
 	Scales   []steerStepJSON `json:"scales"`
@@ -179,16 +180,16 @@ type steerCvecJSON struct {
 }
 
 type steerStepJSON struct {
-	Scale  float64     `json:"scale"`
-	Text   string      `json:"text"`
-	Tokens []tokenJSON `json:"generated"`
+	Scale  float64          `json:"scale"`
+	Text   string           `json:"text"`
+	Tokens []analysis.Token `json:"generated"`
 	// KL is KL(steered ‖ scale 0) of the next-token distributions after
 	// the prompt, in nats.
-	KL      float64          `json:"kl"`
-	Top     []predTokenJSON  `json:"top"`
-	Gains   []shiftTokenJSON `json:"gains"`
-	Losses  []shiftTokenJSON `json:"losses"`
-	Answers []steerAnsJSON   `json:"answers,omitempty"`
+	KL      float64              `json:"kl"`
+	Top     []analysis.PredToken `json:"top"`
+	Gains   []shiftTokenJSON     `json:"gains"`
+	Losses  []shiftTokenJSON     `json:"losses"`
+	Answers []steerAnsJSON       `json:"answers,omitempty"`
 }
 
 type shiftTokenJSON struct {
@@ -253,7 +254,7 @@ func steerRun(opts *SteerOptions) error {
 		return err
 	}
 	ids := tokenized[0]
-	doc.Tokens = tokenList(m, ids)
+	doc.Tokens = analysis.Tokens(m, ids)
 
 	// answers: prompt + answer tokens, scored in one extra decode per scale
 	type answer struct {
@@ -262,7 +263,7 @@ func steerRun(opts *SteerOptions) error {
 	}
 	var answers []answer
 	for _, a := range opts.Answers {
-		tail, _, err := answerTokens(m, prompt, ids, a, opts.Model.tokenizeOptions())
+		tail, _, err := analysis.AnswerTokens(m, prompt, ids, a, opts.Model.tokenizeOptions())
 		if err != nil {
 			return err
 		}
@@ -314,7 +315,7 @@ func steerRun(opts *SteerOptions) error {
 				return nil, nil, err
 			}
 			for i, a := range answers {
-				_, lp := scoreAnswer(m, caches[i], len(ids))
+				_, lp := analysis.ScoreAnswer(m, caches[i], len(ids))
 				scores = append(scores, steerAnsJSON{Text: a.text, LogProb: lp, Prob: math.Exp(lp)})
 			}
 		}
@@ -343,14 +344,14 @@ func steerRun(opts *SteerOptions) error {
 
 func steerStep(m *llamacpp.Model, scale float64, g *llamacpp.Generation, ans []steerAnsJSON, base []float32, k int) steerStepJSON {
 	probs := lens.Softmax(nil, g.First)
-	st := steerStepJSON{Scale: scale, Tokens: tokenList(m, g.Tokens), Answers: ans}
+	st := steerStepJSON{Scale: scale, Tokens: analysis.Tokens(m, g.Tokens), Answers: ans}
 	var text strings.Builder
 	for _, id := range g.Tokens {
 		text.Write(m.Piece(id))
 	}
 	st.Text = text.String()
 	for _, t := range lens.TopK(g.First, k) {
-		st.Top = append(st.Top, predTokenJSON{ID: t.ID, Piece: m.Printable(t.ID), Prob: float64(probs[t.ID]), Logit: t.Value})
+		st.Top = append(st.Top, analysis.PredToken{ID: t.ID, Piece: m.Printable(t.ID), Prob: float64(probs[t.ID]), Logit: t.Value})
 	}
 	delta := make([]float32, len(probs))
 	for i := range probs {

@@ -1,15 +1,11 @@
 package cli
 
 import (
-	"encoding/hex"
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/spf13/cobra"
-
-	"github.com/lldiff/lldiff/llamacpp"
 )
 
 // TokenizeOptions are the options of `lldiff tokenize`.
@@ -48,89 +44,12 @@ Works on vocab-only GGUF files too.`,
 	return cmd
 }
 
-// tokenJSON is one token in every JSON document lldiff prints.
-type tokenJSON struct {
-	Pos   int    `json:"pos"`
-	ID    int32  `json:"id"`
-	Piece string `json:"piece"`
-	Text  string `json:"text"`
-	Kind  string `json:"kind"`
-	// Bytes holds the token's raw bytes in hex when they are not valid
-	// UTF-8 on their own (a byte token that is part of a multi-byte
-	// character), where Text cannot carry them.
-	Bytes string `json:"bytes,omitempty"`
-}
-
-type wordJSON struct {
-	Word   string `json:"word"`
-	Start  int    `json:"start"`
-	Tokens int    `json:"tokens"`
-}
-
 type tokenizedJSON struct {
-	Text   string      `json:"text"`
-	BOS    bool        `json:"bos"`
-	Tokens []tokenJSON `json:"tokens"`
+	Text   string           `json:"text"`
+	BOS    bool             `json:"bos"`
+	Tokens []analysis.Token `json:"tokens"`
 	// Words lists the words split into more than one token.
-	Words []wordJSON `json:"split_words"`
-}
-
-func tokenList(m *llamacpp.Model, ids []int32) []tokenJSON {
-	out := make([]tokenJSON, len(ids))
-	for i, id := range ids {
-		b := m.Piece(id)
-		out[i] = tokenJSON{Pos: i, ID: id, Piece: m.Printable(id), Text: string(b), Kind: string(m.Kind(id))}
-		if !utf8.Valid(b) {
-			out[i].Bytes = hex.EncodeToString(b)
-		}
-	}
-	return out
-}
-
-// splitWords groups tokens into words (a word starts at a token whose text
-// starts with a space, or after a control token) and returns the words made
-// of more than one token. A lone space token counts as part of the next word:
-// that is how SentencePiece splits " 1999" into "▁" + "1" + ...
-func splitWords(toks []tokenJSON) []wordJSON {
-	out := []wordJSON{} // [] rather than null in JSON
-	start := -1
-	flush := func(end int) {
-		if start >= 0 && end-start > 1 {
-			var w strings.Builder
-			for _, t := range toks[start:end] {
-				w.WriteString(t.Text)
-			}
-			out = append(out, wordJSON{Word: w.String(), Start: start, Tokens: end - start})
-		}
-	}
-	for i, t := range toks {
-		if t.Kind == string(llamacpp.KindControl) {
-			flush(i)
-			start = -1
-			continue
-		}
-		newWord := strings.HasPrefix(t.Text, " ") || strings.HasPrefix(t.Text, "\n") || start < 0 || punctuation(t.Text)
-		if newWord && !(i > 0 && toks[i-1].Text == " " && start == i-1) {
-			flush(i)
-			start = i
-		}
-	}
-	flush(len(toks))
-	return out
-}
-
-// punctuation reports whether s is only punctuation or symbols: such a
-// token after a word is not part of the word.
-func punctuation(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) || r == ' ' || r == utf8.RuneError {
-			return false
-		}
-	}
-	return true
+	Words []analysis.Word `json:"split_words"`
 }
 
 func tokenizeRun(opts *TokenizeOptions) error {
@@ -145,9 +64,9 @@ func tokenizeRun(opts *TokenizeOptions) error {
 		if err != nil {
 			return err
 		}
-		toks := tokenList(m, ids)
+		toks := analysis.Tokens(m, ids)
 		bos := len(ids) > 0 && ids[0] == m.BOS() && m.BOS() >= 0
-		docs = append(docs, tokenizedJSON{Text: text, BOS: bos, Tokens: toks, Words: splitWords(toks)})
+		docs = append(docs, tokenizedJSON{Text: text, BOS: bos, Tokens: toks, Words: analysis.SplitWords(toks)})
 	}
 	if opts.JSON {
 		return writeJSON(opts.IO.Out, struct {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/contrast"
 	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/internal/npy"
@@ -67,7 +68,7 @@ Hooks present in every source are compared; --hooks narrows them.`,
 			if opts.CvecOffset < -1 || opts.CvecOffset > 1 {
 				return usageErr("--cvec-layer-offset takes 0 or 1")
 			}
-			if _, err := parseRowSpec(opts.Pos); err != nil {
+			if _, err := analysis.ParseRowSpec(opts.Pos); err != nil {
 				return &UsageError{Err: err}
 			}
 			if runF != nil {
@@ -284,7 +285,7 @@ func loadVecSource(opts *VecOptions, arg string) (*vecSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: not a --save-vectors directory: %w", arg, err)
 		}
-		var idx vectorIndexJSON
+		var idx analysis.VectorIndex
 		if err := json.Unmarshal(b, &idx); err != nil {
 			return nil, fmt.Errorf("%s/index.json: %w", arg, err)
 		}
@@ -384,8 +385,8 @@ func runPairSources(opts *VecOptions, sources []*vecSource, pairs []int) error {
 			return &UsageError{Err: err}
 		}
 	}
-	rs, _ := parseRowSpec(opts.Pos)
-	if rs.all || len(rs.indices) != 1 {
+	rs, _ := analysis.ParseRowSpec(opts.Pos)
+	if rs.All || len(rs.Indices) != 1 {
 		return usageErr("--pos for prompt pairs takes one position (last, or an index such as -2)")
 	}
 	var seqs [][]int32
@@ -414,11 +415,11 @@ func runPairSources(opts *VecOptions, sources []*vecSource, pairs []int) error {
 	}
 	for k, i := range pairs {
 		ca, cb := caches[2*k], caches[2*k+1]
-		ra, err := rs.resolve(len(ca.Tokens))
+		ra, err := rs.Resolve(len(ca.Tokens))
 		if err != nil {
 			return usageErr("%q: %v", sources[i].Name, err)
 		}
-		rb, err := rs.resolve(len(cb.Tokens))
+		rb, err := rs.Resolve(len(cb.Tokens))
 		if err != nil {
 			return usageErr("%q: %v", sources[i].Name, err)
 		}

@@ -11,51 +11,27 @@ package lens
 
 import (
 	"container/heap"
-	"fmt"
 	"math"
-	"strings"
+
+	"github.com/lldiff/lldiff/models"
 )
 
-// Mode says how much of the final norm is applied before the unembedding.
-// Norm is the model's own computation; Gamma and Raw are linear in x, so the
-// lens of a difference A−B is the difference of the lenses in those modes.
-type Mode int
+// Mode says how much of the final norm is applied before the unembedding;
+// models owns the type (models.LensMode), since the lens computed by ggml
+// (llamacpp.Unembedder) takes it too. Norm is the model's own computation;
+// Gamma and Raw are linear in x, so the lens of a difference A−B is the
+// difference of the lenses in those modes.
+type Mode = models.LensMode
 
+// The modes (see models.LensNorm, models.LensGamma and models.LensRaw).
 const (
-	// Norm applies the final RMSNorm with its weight γ, then W_U:
-	// W_U · (γ ⊙ x / sqrt(mean(x²) + eps)). With a final LayerNorm it is
-	// W_U · (γ ⊙ (x − mean x) / sqrt(var(x) + eps) + β) (+ an output bias
-	// where the model has one).
-	Norm Mode = iota
-	// Gamma scales by γ without the rescaling: W_U · (γ ⊙ x); with a
-	// LayerNorm W_U · (γ ⊙ (x − mean x)), centred as the norm centres but
-	// without β, so that it stays linear in x.
-	Gamma
-	// Raw unembeds x directly: W_U · x.
-	Raw
+	Norm  = models.LensNorm
+	Gamma = models.LensGamma
+	Raw   = models.LensRaw
 )
-
-var modeNames = [...]string{Norm: "norm", Gamma: "gamma", Raw: "raw"}
-
-func (m Mode) String() string {
-	if m >= 0 && int(m) < len(modeNames) {
-		return modeNames[m]
-	}
-	return fmt.Sprintf("Mode(%d)", int(m))
-}
-
-// Valid reports whether m is Norm, Gamma or Raw.
-func (m Mode) Valid() bool { return m >= 0 && int(m) < len(modeNames) }
 
 // ParseMode parses "norm", "gamma" or "raw" (case-insensitive).
-func ParseMode(s string) (Mode, error) {
-	for m, name := range modeNames {
-		if strings.EqualFold(s, name) {
-			return Mode(m), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown lens mode %q: use norm (the final norm with its weights, the model's own), gamma (γ without the rescaling) or raw (W_U alone)", s)
-}
+func ParseMode(s string) (Mode, error) { return models.ParseLensMode(s) }
 
 // Token is a vocabulary entry and a value: a logit, a probability or a
 // difference of either.

@@ -8,111 +8,22 @@ import (
 )
 
 // Tensor names of the final norm and the unembedding in llama.cpp's GGUF
-// naming.
+// naming (see models).
 const (
-	NormTensor       = "output_norm.weight"
-	NormBiasTensor   = "output_norm.bias" // β of a final LayerNorm
-	OutputTensor     = "output.weight"
-	OutputBiasTensor = "output.bias"
-	EmbedTensor      = "token_embd.weight"
+	NormTensor       = models.NormTensor
+	NormBiasTensor   = models.NormBiasTensor
+	OutputTensor     = models.OutputTensor
+	OutputBiasTensor = models.OutputBiasTensor
+	EmbedTensor      = models.EmbedTensor
 )
 
-// Weights locates a model's final norm and unembedding in its GGUF file.
-type Weights struct {
-	// Norm is the final norm weight γ (NormTensor), NormType its type.
-	Norm     string
-	NormType models.GGMLType
-	// LayerNorm is set when the final norm is a LayerNorm (gpt2, gptneox):
-	// (x − mean(x)) / sqrt(var(x) + eps) · γ + β, with β in NormBias
-	// (NormBiasTensor). Otherwise it is an RMSNorm and NormBias is "".
-	LayerNorm bool
-	NormBias  string
-	// OutputBias is OutputBiasTensor when the file has a bias added to the
-	// logits, and "" otherwise (llama, gpt2 and gptneox have none:
-	// llama.cpp's loader refuses a file of those architectures with one).
-	OutputBias string
-	// Unembed is W_U: OutputTensor, or EmbedTensor when the embeddings are
-	// tied. UnembedType is its type as stored (Q6_K, Q8_0, F16, ...).
-	Unembed     string
-	UnembedType models.GGMLType
-	Tied        bool
-	// D is d_model, NVocab the number of rows of W_U.
-	D, NVocab int
-	// Eps is the norm's epsilon (attention.layer_norm_rms_epsilon, or
-	// attention.layer_norm_epsilon for a LayerNorm).
-	Eps float64
-}
+// Weights locates a model's final norm and unembedding in its GGUF file;
+// models owns the description (models.Unembedding).
+type Weights = models.Unembedding
 
-// FindWeights returns the unembedding weights of the model in f, or an
-// error naming what is missing: a model without output_norm.weight (or,
-// with a LayerNorm, output_norm.bias), one whose final norm is a LayerNorm
-// of an architecture lldiff does not know, or tensors whose shapes do not
-// fit d_model.
-func FindWeights(f *models.File) (*Weights, error) {
-	info, err := f.Info()
-	if err != nil {
-		return nil, err
-	}
-	path := f.Path
-	if path == "" {
-		path = "model"
-	}
-	if info.VocabOnly {
-		return nil, fmt.Errorf("%s is vocab-only: it has no weights to unembed with", path)
-	}
-	_, rms := f.Get(info.Arch + ".attention.layer_norm_rms_epsilon")
-	_, bias := f.Tensor(NormBiasTensor)
-	epsKey := "attention.layer_norm_rms_epsilon"
-	if info.LayerNorm {
-		epsKey = "attention.layer_norm_epsilon"
-	} else if !rms || bias {
-		return nil, fmt.Errorf("%s (%s): the final norm is a LayerNorm of an architecture lldiff does not know; the logit lens supports llama and its relatives (RMSNorm), gpt2 and gptneox (LayerNorm)", path, info.Arch)
-	}
-	if !(info.NormEps > 0) {
-		return nil, fmt.Errorf("%s: %s.%s is %v; the norm's epsilon must be positive", path, info.Arch, epsKey, info.NormEps)
-	}
-	w := &Weights{Norm: NormTensor, Eps: info.NormEps, D: info.DModel, LayerNorm: info.LayerNorm}
-	g, ok := f.Tensor(NormTensor)
-	if !ok {
-		return nil, fmt.Errorf("%s has no %s (the final norm weight γ): the logit lens needs it", path, NormTensor)
-	}
-	if len(g.Dims) != 1 || g.Dims[0] != uint64(w.D) {
-		return nil, fmt.Errorf("%s: %s has shape %v, want [%d] (d_model)", path, NormTensor, g.Dims, w.D)
-	}
-	if !models.CanDequantize(g.Type) {
-		return nil, fmt.Errorf("%s: %s has type %s; want F32, F16 or BF16", path, NormTensor, g.Type)
-	}
-	w.NormType = g.Type
-	if w.LayerNorm {
-		b, ok := f.Tensor(NormBiasTensor)
-		if !ok {
-			return nil, fmt.Errorf("%s has no %s (the final LayerNorm's bias β): the logit lens needs it", path, NormBiasTensor)
-		}
-		if len(b.Dims) != 1 || b.Dims[0] != uint64(w.D) || !models.CanDequantize(b.Type) {
-			return nil, fmt.Errorf("%s: %s is %s %v; want F32, F16 or BF16 [%d] (d_model)", path, NormBiasTensor, b.Type, b.Dims, w.D)
-		}
-		w.NormBias = NormBiasTensor
-	}
-	u, ok := f.Tensor(OutputTensor)
-	if !ok {
-		if u, ok = f.Tensor(EmbedTensor); !ok {
-			return nil, fmt.Errorf("%s has neither %s nor %s: no unembedding matrix", path, OutputTensor, EmbedTensor)
-		}
-		w.Tied = true
-	}
-	w.Unembed, w.UnembedType = u.Name, u.Type
-	if len(u.Dims) != 2 || u.Dims[0] != uint64(w.D) || u.Dims[1] == 0 || u.Dims[1] > math.MaxInt32 {
-		return nil, fmt.Errorf("%s: %s has shape %v, want [%d n_vocab] (d_model first in ggml order)", path, u.Name, u.Dims, w.D)
-	}
-	w.NVocab = int(u.Dims[1])
-	if b, ok := f.Tensor(OutputBiasTensor); ok {
-		if len(b.Dims) != 1 || b.Dims[0] != uint64(w.NVocab) || !models.CanDequantize(b.Type) {
-			return nil, fmt.Errorf("%s: %s is %s %v; want F32, F16 or BF16 [%d] (n_vocab)", path, OutputBiasTensor, b.Type, b.Dims, w.NVocab)
-		}
-		w.OutputBias = OutputBiasTensor
-	}
-	return w, nil
-}
+// FindWeights returns the unembedding weights of the model in f (see
+// models.FindUnembedding).
+func FindWeights(f *models.File) (*Weights, error) { return models.FindUnembedding(f) }
 
 // Reference is the logit lens in plain Go with float64 accumulation: slow
 // (n_vocab × d_model multiply-adds per row, no SIMD) and holding W_U as

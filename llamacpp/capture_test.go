@@ -279,7 +279,7 @@ func TestSelectionCopiesOnlySubset(t *testing.T) {
 	if _, err := c.Run([][]int32{ids}, RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if asked, acc := c.Recorder().Stats(); asked != 0 || acc != 0 {
+	if asked, acc := c.CallbackStats(); asked != 0 || acc != 0 {
 		t.Errorf("nothing selected: callback asked %d, accepted %d; want 0, 0", asked, acc)
 	}
 	caches, err := c.Run([][]int32{ids}, RunOptions{Hooks: []models.Hook{{Kind: models.AttnOut, Layer: 2}}})
@@ -287,7 +287,7 @@ func TestSelectionCopiesOnlySubset(t *testing.T) {
 		t.Fatal(err)
 	}
 	ubatches := int64((len(ids) + 1) / 2)
-	if asked, acc := c.Recorder().Stats(); acc != ubatches || asked < 10*ubatches {
+	if asked, acc := c.CallbackStats(); acc != ubatches || asked < 10*ubatches {
 		t.Errorf("one hook over %d ubatches: asked %d, accepted %d", ubatches, asked, acc)
 	}
 	if got := len(caches[0].Hooks()); got != 2 { // attn_out.2 and logits

@@ -217,8 +217,15 @@ func (c *Context) Close() error {
 	return nil
 }
 
-// Recorder returns the context's recorder (for patching and statistics).
-func (c *Context) Recorder() *callbacks.Recorder { return c.rec }
+// CallbackStats returns how often the eval callback was asked about a
+// graph node and how often it accepted one, over the context's life. The
+// recorder itself stays inside the context: nothing outside can reach it
+// while a decode runs.
+func (c *Context) CallbackStats() (asked, accepted int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec.Stats()
+}
 
 // RunOptions configure Run.
 type RunOptions struct {

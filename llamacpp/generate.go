@@ -5,11 +5,7 @@ package llamacpp
 */
 import "C"
 
-import (
-	"fmt"
-
-	"github.com/lldiff/lldiff/lens"
-)
+import "fmt"
 
 // GenerateOptions configure Generate.
 type GenerateOptions struct {
@@ -28,8 +24,6 @@ type Generation struct {
 	Prompt []int32
 	// Tokens are the generated tokens.
 	Tokens []int32
-	// LogProbs[i] is the log-probability the model gave Tokens[i].
-	LogProbs []float64
 	// First holds the logits of the next token after the prompt: the
 	// distribution that chose Tokens[0].
 	First []float32
@@ -79,7 +73,6 @@ func (c *Context) Generate(prompt []int32, o GenerateOptions) (*Generation, erro
 	for step := range o.N {
 		next := argmax(last)
 		g.Tokens = append(g.Tokens, next)
-		g.LogProbs = append(g.LogProbs, lens.LogSoftmaxAt(last, next))
 		if o.KeepLogits {
 			g.Logits = append(g.Logits, append([]float32(nil), last...))
 		}

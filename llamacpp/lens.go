@@ -12,23 +12,22 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/models"
 )
 
-// LensMode is how much of the final norm the logit lens applies; the lens
-// package owns the type (see lens.Mode).
-type LensMode = lens.Mode
+// LensMode is how much of the final norm the logit lens applies; models
+// owns the type (see models.LensMode).
+type LensMode = models.LensMode
 
 // The lens modes.
 const (
-	LensNorm  = lens.Norm  // final RMSNorm with γ, then W_U (the model's own)
-	LensGamma = lens.Gamma // γ ⊙ x, then W_U
-	LensRaw   = lens.Raw   // W_U · x
+	LensNorm  = models.LensNorm  // final RMSNorm with γ, then W_U (the model's own)
+	LensGamma = models.LensGamma // γ ⊙ x, then W_U
+	LensRaw   = models.LensRaw   // W_U · x
 )
 
 // ParseLensMode parses "norm", "gamma" or "raw".
-func ParseLensMode(s string) (LensMode, error) { return lens.ParseMode(s) }
+func ParseLensMode(s string) (LensMode, error) { return models.ParseLensMode(s) }
 
 // UnembedOptions configure NewUnembedderWith.
 type UnembedOptions struct {
@@ -59,7 +58,7 @@ const uploadChunk = 16 << 20
 // in LensNorm mode, and the linear variants in the others. For a final
 // LayerNorm (gpt2, gptneox) LensNorm is W_U · (γ ⊙ (x − mean x) /
 // sqrt(var(x) + eps) + β), the graph llama.cpp computes, and LensGamma
-// centres x before scaling it by γ (see lens.Mode).
+// centres x before scaling it by γ (see models.LensMode).
 //
 // Memory: on the CPU, W_U is mapped read-only from the model file, so its
 // pages are the file's page cache, shared with llama.cpp's own mapping and
@@ -73,7 +72,7 @@ const uploadChunk = 16 << 20
 type Unembedder struct {
 	mu     sync.Mutex
 	c      *C.lldiff_lens
-	w      lens.Weights
+	w      models.Unembedding
 	device string
 	mapped bool
 	bytes  uint64
@@ -101,7 +100,7 @@ func (m *Model) NewUnembedderWith(o UnembedOptions) (*Unembedder, error) {
 
 func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 	Init()
-	w, err := lens.FindWeights(f)
+	w, err := models.FindUnembedding(f)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +253,7 @@ func centerRows(x []float32, d int) []float32 {
 }
 
 // Weights describes the tensors the lens uses.
-func (u *Unembedder) Weights() lens.Weights { return u.w }
+func (u *Unembedder) Weights() models.Unembedding { return u.w }
 
 // D returns d_model, the width of the rows Unembed takes.
 func (u *Unembedder) D() int { return u.w.D }

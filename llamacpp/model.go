@@ -9,6 +9,8 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -45,9 +47,15 @@ type Model struct {
 
 	nVocab    int
 	gpuLayers int
+	// gaps are the characters a SentencePiece vocabulary without all byte
+	// tokens cannot spell (nil when it can spell any text): llama.cpp
+	// aborts on them, so Tokenize refuses them first.
+	gaps *models.SPMGaps
 }
 
-// LoadModel validates a GGUF file in Go and loads it with llama.cpp.
+// LoadModel validates a GGUF file in Go and loads it with llama.cpp. The
+// validation is CheckRunnable, or CheckVocab when p.VocabOnly: llama.cpp
+// asserts, aborts or reads out of bounds on files these refuse.
 func LoadModel(path string, p ModelParams) (*Model, error) {
 	Init()
 	f, err := models.Open(path)
@@ -58,8 +66,12 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	m := &Model{Path: path, File: f, Info: info, gpuLayers: p.GPULayers}
-	if !p.VocabOnly {
+	m := &Model{Path: path, File: f, Info: info, gpuLayers: p.GPULayers, gaps: f.SPMGaps()}
+	if p.VocabOnly {
+		if err := f.CheckVocab(); err != nil {
+			return nil, err
+		}
+	} else {
 		if err := f.CheckRunnable(); err != nil {
 			return nil, err
 		}
@@ -75,6 +87,11 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	defer C.free(unsafe.Pointer(cpath))
 	m.c = C.llama_model_load_from_file(cpath, mp)
 	if m.c == nil {
+		if !slices.Contains(models.SupportedArchitectures, info.Arch) {
+			// CheckVocab takes the vocabulary of any architecture
+			return nil, fmt.Errorf("llama.cpp could not load the vocabulary of %s, whose architecture %q is not one lldiff runs (%s) and may be one llama.cpp does not know; run with -v to see llama.cpp's log",
+				path, info.Arch, strings.Join(models.SupportedArchitectures, ", "))
+		}
 		return nil, fmt.Errorf("llama.cpp could not load %s although its header is valid; run with -v to see llama.cpp's log", path)
 	}
 	m.vocab = C.llama_model_get_vocab(m.c)

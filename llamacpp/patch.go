@@ -20,17 +20,7 @@ import (
 //
 // Hooks that are one graph node are one activation: resid_pre of layer L+1
 // is resid_post of layer L, and patching either patches both.
-type Patch struct {
-	Hook models.Hook
-	// Positions are the token positions to replace; nil replaces every
-	// position of the sequence.
-	Positions []int
-	// Values holds the replacement rows, one per position in the order of
-	// Positions (len(Positions)×width floats), or one per position of the
-	// sequence when Positions is nil. The width is d_model, or
-	// n_head×d_head for z (see Model.HookWidth).
-	Values []float32
-}
+type Patch = models.Patch
 
 // PatchFrom returns a patch that writes the rows of a at positions into the
 // same positions of another run, or every row of a when positions is empty.
@@ -187,37 +177,11 @@ func (c *Context) checkPatched(want map[int]int) error {
 	return nil
 }
 
-// PatchOptions configure Context.Patch.
-type PatchOptions struct {
-	// Logits are the positions of the base sequence whose logits are
-	// returned, for the base and for every variant (default: the last).
-	Logits []int
-	// Plain decodes every variant from position 0 as its own sequence, the
-	// KV cache cleared in between, exactly as Run with Patches does: the
-	// slow path the fast one is checked against.
-	Plain bool
-	// Parallel is the most variants decoded together as separate sequences
-	// of one batch (default and maximum: the context's NSeqMax−1, one
-	// sequence holding the base). The context must also hold the base plus
-	// the recomputed tokens of the variants decoded together.
-	Parallel int
-	// Progress, when set, is called after each decode with the number of
-	// variants done and the total.
-	Progress func(done, total int)
-}
+// PatchOptions configure Context.Patch (see models.PatchOptions).
+type PatchOptions = models.PatchOptions
 
-// PatchResult holds the logits of a Patch call.
-type PatchResult struct {
-	// Base holds the logits of the unpatched base sequence at the
-	// positions of PatchOptions.Logits, len(Logits)×n_vocab floats.
-	Base []float32
-	// Variants[i] holds the logits of variant i at the same positions.
-	Variants [][]float32
-	// Tokens is the number of tokens decoded, the base included.
-	Tokens int
-	// Decodes is the number of llama_decode calls.
-	Decodes int
-}
+// PatchResult holds the logits of a Patch call (see models.PatchResult).
+type PatchResult = models.PatchResult
 
 // Patch runs the base token sequence once and then once per variant with
 // that variant's patches, and returns the logits at the positions of

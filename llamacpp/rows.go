@@ -12,17 +12,9 @@ import (
 	"github.com/lldiff/lldiff/models"
 )
 
-// SeqRows holds the activations of one sequence at chosen positions.
-type SeqRows struct {
-	// Positions are the positions asked for, in the order asked.
-	Positions []int
-	// Acts holds each hook's rows: row k is the activation at
-	// Positions[k].
-	Acts map[models.Hook]*models.Activation
-	// Logits holds the logits at each of the positions (row k at
-	// Positions[k]).
-	Logits *models.Activation
-}
+// SeqRows holds the activations of one sequence at chosen positions (see
+// models.SeqRows).
+type SeqRows = models.SeqRows
 
 // RunRows decodes sequences as Run does (NSeqMax at a time, the KV cache
 // cleared before each group) but keeps only the rows at positions pos[i] of

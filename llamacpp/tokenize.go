@@ -8,29 +8,22 @@ import "C"
 
 import (
 	"fmt"
-	"strings"
-	"unicode/utf8"
 	"unsafe"
+
+	"github.com/lldiff/lldiff/models"
 )
 
-// TokenizeOptions configure Tokenize.
-type TokenizeOptions struct {
-	// BOS chooses whether a beginning-of-sequence token is prepended:
-	// BOSAuto follows the model (tokenizer.ggml.add_bos_token).
-	BOS BOSMode
-	// ParseSpecial makes text such as "<s>" a control token instead of
-	// plain characters.
-	ParseSpecial bool
-}
+// TokenizeOptions configure Tokenize (see models.TokenizeOptions).
+type TokenizeOptions = models.TokenizeOptions
 
 // BOSMode says whether to add a BOS token.
-type BOSMode int
+type BOSMode = models.BOSMode
 
 // BOS modes.
 const (
-	BOSAuto BOSMode = iota
-	BOSYes
-	BOSNo
+	BOSAuto = models.BOSAuto
+	BOSYes  = models.BOSYes
+	BOSNo   = models.BOSNo
 )
 
 // AddBOS reports whether the model adds a BOS token by default.
@@ -79,6 +72,9 @@ func (m *Model) Tokenize(text string, o TokenizeOptions) ([]int32, error) {
 	}
 	if addBOS && C.llama_vocab_bos(m.vocab) < 0 {
 		return nil, fmt.Errorf("this model's vocabulary has no BOS token; tokenize without BOS")
+	}
+	if ch, ok := m.gaps.Unspellable(text); ok {
+		return nil, fmt.Errorf("%s has no token for %q and no byte tokens to spell it with, so llama.cpp cannot tokenize the text (it would abort): leave that character out", m.Path, ch)
 	}
 	ctext := C.CString(text)
 	defer C.free(unsafe.Pointer(ctext))
@@ -132,16 +128,16 @@ func (m *Model) Text(id int32) string {
 	return C.GoString(C.llama_vocab_get_text(m.vocab, C.llama_token(id)))
 }
 
-// TokenKind classifies a token.
-type TokenKind string
+// TokenKind classifies a token (see models.TokenKind).
+type TokenKind = models.TokenKind
 
 // Token kinds.
 const (
-	KindNormal  TokenKind = "normal"
-	KindControl TokenKind = "control" // <s>, </s>, <|endoftext|>
-	KindByte    TokenKind = "byte"    // SentencePiece byte fallback <0xNN>
-	KindUnknown TokenKind = "unknown"
-	KindUser    TokenKind = "user"
+	KindNormal  = models.KindNormal
+	KindControl = models.KindControl
+	KindByte    = models.KindByte
+	KindUnknown = models.KindUnknown
+	KindUser    = models.KindUser
 )
 
 // Kind returns the token's kind.
@@ -180,31 +176,6 @@ func (m *Model) Printable(id int32) string {
 	return PrintableBytes(m.Piece(id))
 }
 
-// PrintableBytes renders decoded token bytes the way Printable does.
-func PrintableBytes(b []byte) string {
-	var sb strings.Builder
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		switch {
-		case r == utf8.RuneError && size <= 1:
-			fmt.Fprintf(&sb, "<0x%02X>", b[0])
-		case r == ' ':
-			sb.WriteString("▁")
-		case r == '\n':
-			sb.WriteString(`\n`)
-		case r == '\t':
-			sb.WriteString(`\t`)
-		case r == '\r':
-			sb.WriteString(`\r`)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&sb, "<0x%02X>", r)
-		default:
-			sb.Write(b[:size])
-		}
-		b = b[size:]
-	}
-	if sb.Len() == 0 {
-		return "∅"
-	}
-	return sb.String()
-}
+// PrintableBytes renders decoded token bytes the way Printable does (see
+// models.PrintableBytes).
+func PrintableBytes(b []byte) string { return models.PrintableBytes(b) }

@@ -29,8 +29,11 @@ const maxProblems = 6
 
 // CheckRunnable checks that f holds a model lldiff can run: a supported
 // architecture, weights, the hyperparameters llama.cpp requires with the
-// types it requires, and every required tensor with the shape the
-// hyperparameters imply. Problems are reported in one *FormatError.
+// types it requires and values it can compute with, a vocabulary that
+// passes CheckVocab, and every required tensor with the shape the
+// hyperparameters imply. Problems are reported in one *FormatError. It is
+// the one validation before llama.cpp loads a model: llama.cpp itself
+// asserts, aborts or reads out of bounds on much of what it refuses.
 func (f *File) CheckRunnable() error {
 	arch := f.Architecture()
 	if arch == "" {
@@ -90,13 +93,29 @@ type checker struct {
 	problems []string
 	n        int
 	tensors  map[string]*TensorInfo
+	// used holds the tensors tensor and optional looked at
+	used map[string]bool
+	// what starts the error's Problem; "cannot run this model" when empty
+	what string
+	// fix is the Fix of the first problem that came with one
+	fix string
 }
+
+const fixReconvert = "the file is incomplete or was converted for another program; convert it again with llama.cpp"
 
 func (c *checker) addf(format string, args ...any) {
 	c.n++
 	if len(c.problems) < maxProblems {
 		c.problems = append(c.problems, fmt.Sprintf(format, args...))
 	}
+}
+
+// addFix adds a problem that has a more specific fix than fixReconvert.
+func (c *checker) addFix(fix, format string, args ...any) {
+	if c.fix == "" {
+		c.fix = fix
+	}
+	c.addf(format, args...)
 }
 
 func (c *checker) err(f *File) error {
@@ -107,8 +126,14 @@ func (c *checker) err(f *File) error {
 	if c.n > len(c.problems) {
 		more = fmt.Sprintf("; and %d more problems", c.n-len(c.problems))
 	}
-	return &FormatError{Path: f.Path, Problem: "cannot run this model: " + strings.Join(c.problems, "; ") + more,
-		Fix: "the file is incomplete or was converted for another program; convert it again with llama.cpp"}
+	what, fix := c.what, c.fix
+	if what == "" {
+		what = "cannot run this model"
+	}
+	if fix == "" {
+		fix = fixReconvert
+	}
+	return &FormatError{Path: f.Path, Problem: what + ": " + strings.Join(c.problems, "; ") + more, Fix: fix}
 }
 
 // requireType checks the GGUF type of a key as llama.cpp's loader does: it
@@ -142,6 +167,10 @@ func (c *checker) tensor(f *File, name string, dims ...int) {
 		c.addf("missing tensor %s", name)
 		return
 	}
+	if c.used == nil {
+		c.used = map[string]bool{}
+	}
+	c.used[name] = true
 	if len(t.Dims) != len(dims) {
 		c.addf("tensor %s has shape %v, want %v", name, t.Dims, dims)
 		return
@@ -156,7 +185,8 @@ func (c *checker) tensor(f *File, name string, dims ...int) {
 
 // requireHParams checks the types of the hyperparameters every supported
 // architecture has (keys under a, such as "llama."), with normEps the key
-// of its norm epsilon.
+// of its norm epsilon, and of the optional ones llama.cpp reads for every
+// architecture (it throws on a wrong type).
 func (c *checker) requireHParams(f *File, a, normEps string) {
 	c.requireType(f, a+"context_length", ggufUint32, true, false)
 	c.requireType(f, a+"embedding_length", ggufUint32, true, false)
@@ -167,27 +197,32 @@ func (c *checker) requireHParams(f *File, a, normEps string) {
 	c.requireType(f, a+normEps, ggufFloat32, true, false)
 	c.requireType(f, a+"attention.key_length", ggufUint32, false, false)
 	c.requireType(f, a+"attention.value_length", ggufUint32, false, false)
+	for _, k := range expertKeys {
+		c.requireType(f, a+k, ggufUint32, false, false)
+	}
+	c.requireType(f, a+"rope.freq_base", ggufFloat32, false, false)
+	c.requireType(f, a+"rope.scaling.type", ggufString, false, false)
+	c.requireType(f, a+"rope.scaling.factor", ggufFloat32, false, false)
+	c.requireType(f, a+"rope.scale_linear", ggufFloat32, false, false)
+	c.requireType(f, a+"rope.scaling.attn_factor", ggufFloat32, false, false)
+	c.requireType(f, a+"rope.scaling.original_context_length", ggufUint32, false, false)
+	c.requireType(f, a+"rope.scaling.finetuned", ggufBool, false, false)
 }
 
-// info returns f's Info and checks its vocabulary and special tokens; it
-// returns nil, with the problem added, when the Info cannot be read.
-func (c *checker) info(f *File) *Info {
+// info returns f's Info and checks its vocabulary (as CheckVocab) and the
+// values of its hyperparameters; it returns nil, with the problem added,
+// when the Info cannot be read or there is no vocabulary to check the
+// tensors against.
+func (c *checker) info(f *File, normEps string) *Info {
 	in, err := f.Info()
 	if err != nil {
 		c.addf("%s", problemOf(err))
 		return nil
 	}
-	if in.NVocab == 0 {
-		c.addf("no tokenizer.ggml.tokens: the file has no vocabulary")
+	if c.vocab(f) == 0 {
+		return nil
 	}
-	for _, id := range []struct {
-		name string
-		v    int
-	}{{"bos", in.BOS}, {"eos", in.EOS}} {
-		if id.v >= in.NVocab && in.NVocab > 0 {
-			c.addf("tokenizer.ggml.%s_token_id is %d, outside the vocabulary of %d tokens", id.name, id.v, in.NVocab)
-		}
-	}
+	c.hparams(f, in, normEps)
 	return in
 }
 
@@ -223,17 +258,19 @@ func (c *checker) llama(f *File) {
 	const a = "llama."
 	c.requireHParams(f, a, "attention.layer_norm_rms_epsilon")
 	c.requireType(f, a+"rope.dimension_count", ggufUint32, false, false)
-	c.requireType(f, a+"rope.freq_base", ggufFloat32, false, false)
-	c.requireType(f, "tokenizer.ggml.model", ggufString, true, false)
 	if c.n > 0 {
 		return
 	}
-	in := c.info(f)
+	in := c.info(f, "attention.layer_norm_rms_epsilon")
 	if in == nil {
 		return
 	}
-	if in.NLayer <= 0 || in.DModel <= 0 {
-		c.addf("block_count %d and embedding_length %d must be positive", in.NLayer, in.DModel)
+	if in.NLayer <= 0 || in.DModel <= 0 || in.NCtxTrain <= 0 {
+		c.addf("block_count %d, embedding_length %d and context_length %d must be positive", in.NLayer, in.DModel, in.NCtxTrain)
+		return
+	}
+	if in.NLayer > maxLayers {
+		c.addf("block_count %d is more than llama.cpp's limit of %d layers", in.NLayer, maxLayers)
 		return
 	}
 	if in.NLayer > len(f.Tensors) {
@@ -242,17 +279,17 @@ func (c *checker) llama(f *File) {
 		c.addf("block_count %d is absurd for a file of %d tensors (a layer has 9)", in.NLayer, len(f.Tensors))
 		return
 	}
-	if v, ok := f.Get(a + "attention.value_length"); ok {
-		if u, _ := toUint(v); int(u) != in.DHead {
-			c.addf("attention.value_length %d differs from key_length %d, which the llama architecture does not allow", u, in.DHead)
-		}
-	}
+	c.valueLength(f, in)
 	if in.DHead <= 0 {
 		c.addf("head dimension is 0")
 		return
 	}
 	if in.RopeDim > in.DHead || in.RopeDim%2 != 0 {
 		c.addf("rope.dimension_count %d must be even and at most the head dimension %d", in.RopeDim, in.DHead)
+	} else if in.RopeDim != in.DHead {
+		// llama.cpp throws "invalid n_rot" for llama, and its llama graph
+		// asserts it
+		c.addf("llama.rope.dimension_count %d differs from the head dimension %d: llama.cpp's llama graph rotates whole heads", in.RopeDim, in.DHead)
 	}
 	if c.n > 0 {
 		return
@@ -278,6 +315,42 @@ func (c *checker) llama(f *File) {
 		c.tensor(f, p+"ffn_gate.weight", in.DModel, dff)
 		c.tensor(f, p+"ffn_up.weight", in.DModel, dff)
 		c.tensor(f, p+"ffn_down.weight", dff, in.DModel)
+		// the optional biases of llama.cpp's llama loader, with its shapes
+		c.optional(f, p+"attn_q.bias", in.DModel)
+		c.optional(f, p+"attn_k.bias", nKV*in.DHead)
+		c.optional(f, p+"attn_v.bias", nKV*in.DHead)
+		c.optional(f, p+"attn_output.bias", in.DModel)
+		c.optional(f, p+"ffn_gate.bias", dff)
+		c.optional(f, p+"ffn_down.bias", in.DModel)
+		c.optional(f, p+"ffn_up.bias", dff)
+	}
+	if t, _ := f.String(a + "rope.scaling.type"); t == "longrope" {
+		c.optional(f, "rope_factors_long.weight", in.RopeDim/2)
+		c.optional(f, "rope_factors_short.weight", in.RopeDim/2)
+	} else {
+		c.optional(f, "rope_freqs.weight", in.RopeDim/2)
+	}
+	c.unused(f, in)
+}
+
+// optional checks the shape of a tensor llama.cpp loads when the file has
+// it.
+func (c *checker) optional(f *File, name string, dims ...int) {
+	if _, ok := c.tensors[name]; ok {
+		c.tensor(f, name, dims...)
+	}
+}
+
+// unused reports the tensors that tensor and optional did not look at:
+// llama.cpp refuses a file with a tensor it does not load.
+func (c *checker) unused(f *File, in *Info) {
+	if c.n > 0 {
+		return
+	}
+	for _, t := range f.Tensors {
+		if !c.used[t.Name] {
+			c.addf("tensor %s is not part of a %d-layer %s model, and llama.cpp refuses a file with tensors it does not use", t.Name, in.NLayer, in.Arch)
+		}
 	}
 }
 

@@ -13,13 +13,11 @@ func (c *checker) layerNormArch(f *File, arch string) {
 	if arch == "gptneox" {
 		c.requireType(f, a+"use_parallel_residual", ggufBool, true, false)
 		c.requireType(f, a+"rope.dimension_count", ggufUint32, false, false)
-		c.requireType(f, a+"rope.freq_base", ggufFloat32, false, false)
 	}
-	c.requireType(f, "tokenizer.ggml.model", ggufString, true, false)
 	if c.n > 0 {
 		return
 	}
-	in := c.info(f)
+	in := c.info(f, "attention.layer_norm_epsilon")
 	if in == nil {
 		return
 	}
@@ -27,15 +25,15 @@ func (c *checker) layerNormArch(f *File, arch string) {
 		c.addf("block_count %d, embedding_length %d and context_length %d must be positive", in.NLayer, in.DModel, in.NCtxTrain)
 		return
 	}
+	if in.NLayer > maxLayers {
+		c.addf("block_count %d is more than llama.cpp's limit of %d layers", in.NLayer, maxLayers)
+		return
+	}
 	if in.NLayer > len(f.Tensors) {
 		c.addf("block_count %d is absurd for a file of %d tensors (a layer has 12)", in.NLayer, len(f.Tensors))
 		return
 	}
-	if v, ok := f.Get(a + "attention.value_length"); ok {
-		if u, _ := toUint(v); int(u) != in.DHead {
-			c.addf("attention.value_length %d differs from key_length %d, which the %s graph does not allow", u, in.DHead, arch)
-		}
-	}
+	c.valueLength(f, in)
 	if in.DHead <= 0 {
 		c.addf("head dimension is 0")
 		return
@@ -77,4 +75,5 @@ func (c *checker) layerNormArch(f *File, arch string) {
 		c.tensor(f, p+"ffn_down.weight", dff, d)
 		c.tensor(f, p+"ffn_down.bias", d)
 	}
+	c.unused(f, in)
 }

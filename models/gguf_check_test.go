@@ -154,13 +154,19 @@ func TestCheckRunnableBad(t *testing.T) {
 		{"wrong vocab", func(f *File) {
 			toks, _ := f.Strings("tokenizer.ggml.tokens")
 			f.KVs = setKV(f.KVs, "tokenizer.ggml.tokens", toks[:1000])
+			scores, _ := f.Get("tokenizer.ggml.scores")
+			f.KVs = setKV(f.KVs, "tokenizer.ggml.scores", scores.([]float32)[:1000])
+			types, _ := f.Get("tokenizer.ggml.token_type")
+			f.KVs = setKV(f.KVs, "tokenizer.ggml.token_type", types.([]int32)[:1000])
 		}, []string{"tensor token_embd.weight has shape [64 32000], want [64 1000]"}},
 		{"many problems", func(f *File) { f.Tensors = f.Tensors[:2]; fixLayout(f) },
 			[]string{"cannot run this model", "missing tensor blk.0.attn_norm.weight", "and 12 more problems"}},
 		{"unpacked layout", func(f *File) { f.Tensors[1].Offset += 32 * 1024 * 1024 }, []string{"requires the tensors packed in table order"}},
 		{"no tensors", func(f *File) { f.Tensors = nil }, []string{"no tensors", "vocab-only"}},
 		{"absurd block_count", func(f *File) { f.KVs = setKV(f.KVs, "llama.block_count", uint32(1<<31-1)) },
-			[]string{"block_count 2147483647 is absurd for a file of 20 tensors"}},
+			[]string{"block_count 2147483647 is more than llama.cpp's limit of 512 layers"}},
+		{"absurd block_count under the limit", func(f *File) { f.KVs = setKV(f.KVs, "llama.block_count", uint32(300)) },
+			[]string{"block_count 300 is absurd for a file of 20 tensors"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

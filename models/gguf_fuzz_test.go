@@ -5,9 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -16,21 +22,16 @@ var update = flag.Bool("update", false, "rewrite the generated files under testd
 // FuzzParse checks that Parse never panics, allocates memory in proportion
 // to its input, rejects bad input with a *FormatError, and returns only
 // Files that are consistent and encode back to the bytes they came from.
-// Seeds are in testdata/fuzz/FuzzParse (see TestFuzzCorpus).
+// Then it checks the validators on the File and on mutations of its
+// metadata that the byte mutations of the fuzzer rarely make (a duplicated
+// string, a float set to NaN, an array cut short or of another type; see
+// mutateKVs): they never panic, and what they accept keeps the promises
+// llama.cpp relies on (see llamaPromises). Seeds are in
+// testdata/fuzz/FuzzParse (see TestFuzzCorpus).
 func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		defer func() {
-			// Strings cost their bytes plus a 16-byte header per 8-byte
-			// length prefix, typed arrays at most 8 bytes per input byte,
-			// and growing slices by appending can double that; the window
-			// is 64 KiB. Reading every tensor costs at most the file size.
-			runtime.ReadMemStats(&after)
-			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64*uint64(len(data))+1<<20 {
-				t.Errorf("%d bytes of input allocated %d bytes", len(data), alloc)
-			}
-		}()
 		file, err := Parse(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			var fe *FormatError
@@ -42,10 +43,235 @@ func FuzzParse(f *testing.F) {
 		if err := consistent(file, data); err != nil {
 			t.Fatal(err)
 		}
-		// Neither may panic on anything Parse accepts.
+		// None may panic on anything Parse accepts.
 		file.Info()
 		file.CheckRunnable()
+		file.CheckVocab()
+		// Strings cost their bytes plus a 16-byte header per 8-byte length
+		// prefix, typed arrays at most 8 bytes per input byte, and growing
+		// slices by appending can double that; the window is 64 KiB.
+		// Reading every tensor costs at most the file size, and the
+		// checks a map entry per token.
+		runtime.ReadMemStats(&after)
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64*uint64(len(data))+1<<20 {
+			t.Errorf("%d bytes of input allocated %d bytes", len(data), alloc)
+		}
+
+		checkPromises(t, file, "")
+		h := fnv.New64a()
+		h.Write(data)
+		seed := h.Sum64()
+		for kind := range numMutations {
+			g := *file
+			var what string
+			g.KVs, what = mutateKVs(slices.Clone(file.KVs), kind, seed+uint64(kind))
+			checkPromises(t, &g, what)
+		}
 	})
+}
+
+// checkPromises runs the validators on f, which what made, and checks that
+// what they accept keeps llama.cpp's promises.
+func checkPromises(t *testing.T, f *File, what string) {
+	t.Helper()
+	vocabErr := f.CheckVocab()
+	runErr := f.CheckRunnable()
+	if vocabErr == nil {
+		if err := llamaPromises(f, false); err != nil {
+			t.Errorf("CheckVocab accepts a file (%s) that %v", what, err)
+		}
+	}
+	if runErr == nil {
+		if vocabErr != nil {
+			t.Errorf("CheckRunnable accepts a file (%s) whose vocabulary CheckVocab refuses: %v", what, vocabErr)
+		}
+		if err := llamaPromises(f, true); err != nil {
+			t.Errorf("CheckRunnable accepts a file (%s) that %v", what, err)
+		}
+	}
+	for _, err := range []error{vocabErr, runErr} {
+		var fe *FormatError
+		if err != nil && (!errors.As(err, &fe) || fe.Problem == "" || fe.Fix == "") {
+			t.Errorf("%s: error %T %v is not a *FormatError with a Problem and a Fix", what, err, err)
+		}
+	}
+}
+
+// llamaPromises checks, independently of the validators, what llama.cpp's
+// loader takes for granted (without asserting, or without checking at
+// all) about a file: about its vocabulary, and with hparams about its
+// hyperparameters too. It returns what is broken.
+func llamaPromises(f *File, hparams bool) error {
+	model, _ := f.String("tokenizer.ggml.model")
+	if model != "llama" && model != "gpt2" {
+		return fmt.Errorf("has tokenizer %q", model)
+	}
+	toks, ok := f.Strings("tokenizer.ggml.tokens")
+	if !ok || len(toks) == 0 {
+		return errors.New("has no tokens")
+	}
+	n := len(toks)
+	seen := map[string]bool{}
+	for i, s := range toks {
+		if s == "" {
+			s = fmt.Sprintf("[EMPTY_%d]", i)
+		}
+		if seen[s] {
+			return fmt.Errorf("has the token %q twice", s)
+		}
+		seen[s] = true
+	}
+	if v, ok := f.Get("tokenizer.ggml.scores"); ok {
+		x, ok := v.([]float32)
+		if !ok || len(x) != n {
+			return fmt.Errorf("has %s scores for %d tokens", valueTypeName(v), n)
+		}
+		for _, s := range x {
+			if s != s {
+				return errors.New("has a NaN score")
+			}
+		}
+	}
+	if v, ok := f.Get("tokenizer.ggml.token_type"); ok {
+		x, ok := v.([]int32)
+		if !ok || len(x) != n {
+			return fmt.Errorf("has %s token types for %d tokens", valueTypeName(v), n)
+		}
+		for i, ty := range x {
+			if ty < 0 || ty > 6 {
+				return fmt.Errorf("has token type %d", ty)
+			}
+			if ty == 6 && model == "llama" && !isByteToken(toks[i]) {
+				return fmt.Errorf("has byte token %q", toks[i])
+			}
+		}
+	}
+	if _, ok := f.Strings("tokenizer.ggml.merges"); model == "gpt2" && !ok {
+		return errors.New("has no merges")
+	}
+	defaults := map[string]uint32{"llama": 2, "gpt2": 11}
+	for _, k := range []string{"bos", "eos"} {
+		v, ok := f.Get("tokenizer.ggml." + k + "_token_id")
+		id, isU32 := v.(uint32)
+		if ok && (!isU32 || int(id) >= n) || !ok && int(defaults[model]) >= n {
+			return fmt.Errorf("has %s id %v for %d tokens", k, v, n)
+		}
+	}
+	if !hparams {
+		return nil
+	}
+	a := f.Architecture() + "."
+	for _, k := range []string{"attention.layer_norm_rms_epsilon", "attention.layer_norm_epsilon", "rope.freq_base", "rope.scaling.attn_factor"} {
+		if v, ok := f.Get(a + k); ok {
+			x, ok := v.(float32)
+			if !ok || !(x > 0) || x > math.MaxFloat32 {
+				return fmt.Errorf("has %s%s = %v", a, k, v)
+			}
+		}
+	}
+	if v, ok := f.Get(a + "rope.scaling.type"); ok && !slices.Contains(ropeScalingTypes, fmt.Sprint(v)) {
+		return fmt.Errorf("has rope scaling %v", v)
+	}
+	for _, k := range expertKeys {
+		if v, ok := f.Get(a + k); ok && v != uint32(0) {
+			return fmt.Errorf("has %s%s = %v", a, k, v)
+		}
+	}
+	nl, _ := f.Uint(a + "block_count")
+	for _, k := range perLayerKeys {
+		v, _ := f.Get(a + k)
+		if t, _ := ggufTypeOf(v); t.array && (t.elem != ggufUint32 || uint64(arrayLen(v)) != nl) {
+			return fmt.Errorf("has %s%s = %v for %d layers", a, k, v, nl)
+		}
+	}
+	return nil
+}
+
+// numMutations is the number of kinds of mutateKVs.
+const numMutations = 7
+
+// mutateKVs changes kvs in one of numMutations ways (kind), with the
+// details drawn from seed, and says what it did.
+func mutateKVs(kvs []KV, kind int, seed uint64) ([]KV, string) {
+	r := rand.New(rand.NewPCG(seed, uint64(kind)))
+	pick := func(ok func(v any) bool) int {
+		var idx []int
+		for i, kv := range kvs {
+			if ok(kv.Value) {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 {
+			return -1
+		}
+		return idx[r.IntN(len(idx))]
+	}
+	switch kind {
+	case 0: // duplicate a string of a string array, or flip a bit in one
+		i := pick(func(v any) bool { s, ok := v.([]string); return ok && len(s) >= 2 })
+		if i < 0 {
+			break
+		}
+		a := slices.Clone(kvs[i].Value.([]string))
+		j, k := r.IntN(len(a)), r.IntN(len(a))
+		if b := []byte(a[k]); r.IntN(2) == 0 && len(b) > 0 {
+			b[r.IntN(len(b))] ^= 1 << r.IntN(8)
+			a[k] = string(b)
+		} else {
+			a[k] = a[j]
+		}
+		kvs[i].Value = a
+		return kvs, fmt.Sprintf("%s[%d] changed to %q", kvs[i].Key, k, a[k])
+	case 1: // a float special
+		i := pick(func(v any) bool { _, ok := v.(float32); return ok })
+		if i < 0 {
+			break
+		}
+		specials := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0,
+			float32(math.Copysign(0, -1)), -1, math.SmallestNonzeroFloat32, math.MaxFloat32, 1}
+		kvs[i].Value = specials[r.IntN(len(specials))]
+		return kvs, fmt.Sprintf("%s set to %v", kvs[i].Key, kvs[i].Value)
+	case 2: // an array cut short or made longer
+		i := pick(func(v any) bool { t, _ := ggufTypeOf(v); return t.array })
+		if i < 0 {
+			break
+		}
+		v := reflect.ValueOf(kvs[i].Value)
+		n := r.IntN(v.Len() + 2)
+		out := reflect.MakeSlice(v.Type(), n, n)
+		reflect.Copy(out, v)
+		kvs[i].Value = out.Interface()
+		return kvs, fmt.Sprintf("%s of %d elements has %d", kvs[i].Key, v.Len(), n)
+	case 3: // an array of another element type, of the same length
+		i := pick(func(v any) bool { t, _ := ggufTypeOf(v); return t.array })
+		if i < 0 {
+			break
+		}
+		n := reflect.ValueOf(kvs[i].Value).Len()
+		others := []any{make([]float32, n), make([]int32, n), make([]uint32, n), make([]uint8, n), make([]string, n), make([]float64, n)}
+		kvs[i].Value = others[r.IntN(len(others))]
+		return kvs, fmt.Sprintf("%s is %s", kvs[i].Key, valueTypeName(kvs[i].Value))
+	case 4: // another tokenizer
+		names := []string{"llama", "gpt2", "bert", "t5", "rwkv", "plamo2", "none", "no_vocab", ""}
+		kvs = setKV(kvs, "tokenizer.ggml.model", names[r.IntN(len(names))])
+		return kvs, "tokenizer.ggml.model changed"
+	case 5: // a key of another type, or a special token id anywhere
+		i := pick(func(v any) bool { return true })
+		if i < 0 {
+			break
+		}
+		others := []any{int32(-1), uint32(r.Uint32()), uint32(r.IntN(64)), float32(1), "x", true, uint64(1)}
+		kvs[i].Value = others[r.IntN(len(others))]
+		return kvs, fmt.Sprintf("%s set to %T %v", kvs[i].Key, kvs[i].Value, kvs[i].Value)
+	case 6: // a key dropped
+		i := pick(func(v any) bool { return true })
+		if i < 0 {
+			break
+		}
+		key := kvs[i].Key
+		return slices.Delete(kvs, i, i+1), key + " dropped"
+	}
+	return kvs, "unchanged"
 }
 
 // consistent checks the invariants of a File parsed from data.
@@ -164,7 +390,7 @@ func fuzzSeeds(t *testing.T) map[string][]byte {
 	v2 := baseGGUF()
 	v2.version = 2
 	badMagic := append([]byte("GGML"), model[4:200]...)
-	return map[string][]byte{
+	seeds := map[string][]byte{
 		"seed-tiny-model":       model,
 		"seed-tiny-header-only": model[:f.DataOffset],
 		"seed-tiny-cut-kvs":     model[:300],
@@ -178,6 +404,57 @@ func fuzzSeeds(t *testing.T) map[string][]byte {
 		"seed-bad-magic":        badMagic,
 		"seed-text":             []byte("# not a model\n"),
 	}
+	for _, c := range badSeeds {
+		seeds["seed-tiny-"+c.name] = editedBytes(t, model, c.edit)
+	}
+	return seeds
+}
+
+// badSeeds are the tiny seed model with metadata llama.cpp's loader
+// trusts and the validators refuse; want is in the error.
+var badSeeds = []struct {
+	name string
+	edit func(kvs []KV) []KV
+	want string
+}{
+	{"dup-token", func(kvs []KV) []KV { return withToken(kvs, 7, "t8") }, `holds "t8" twice`},
+	{"empty-tokens", func(kvs []KV) []KV {
+		kvs = setKV(kvs, "tokenizer.ggml.tokens", []string{})
+		return deleteKV(deleteKV(kvs, "tokenizer.ggml.scores"), "tokenizer.ggml.token_type")
+	}, "tokenizer.ggml.tokens is empty"},
+	{"short-scores", func(kvs []KV) []KV { return setKV(kvs, "tokenizer.ggml.scores", make([]float32, 39)) }, "tokenizer.ggml.scores has 39 values for 40 tokens"},
+	{"int32-scores", func(kvs []KV) []KV { return setKV(kvs, "tokenizer.ggml.scores", make([]int32, 40)) }, "tokenizer.ggml.scores has type array of int32"},
+	{"uint8-token-type", func(kvs []KV) []KV { return setKV(kvs, "tokenizer.ggml.token_type", make([]uint8, 40)) }, "tokenizer.ggml.token_type has type array of uint8"},
+	{"bert-tokenizer", func(kvs []KV) []KV { return setKV(kvs, "tokenizer.ggml.model", "bert") }, `tokenizer.ggml.model is "bert"`},
+	{"nan-eps", func(kvs []KV) []KV { return setKV(kvs, "llama.attention.layer_norm_rms_epsilon", float32(math.NaN())) }, "layer_norm_rms_epsilon is NaN"},
+	{"negative-eps", func(kvs []KV) []KV { return setKV(kvs, "llama.attention.layer_norm_rms_epsilon", float32(-1e-5)) }, "layer_norm_rms_epsilon is -1e-05"},
+	{"zero-rope-base", func(kvs []KV) []KV { return setKV(kvs, "llama.rope.freq_base", float32(0)) }, "llama.rope.freq_base is 0"},
+	{"rope-scaling-type", func(kvs []KV) []KV { return setKV(kvs, "llama.rope.scaling.type", "bogus") }, `llama.rope.scaling.type is "bogus"`},
+	{"short-head-counts", func(kvs []KV) []KV { return setKV(kvs, "llama.attention.head_count", []uint32{}) }, "head_count has 0 per-layer values"},
+}
+
+// editedBytes returns the GGUF file model with its metadata changed by edit.
+func editedBytes(t *testing.T, model []byte, edit func(kvs []KV) []KV) []byte {
+	f, err := Parse(bytes.NewReader(model), int64(len(model)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w Writer
+	for _, kv := range edit(slices.Clone(f.KVs)) {
+		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ti := range f.Tensors {
+		data, err := f.ReadTensorAt(bytes.NewReader(model), ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return writerBytes(t, &w)
 }
 
 func writerBytes(t *testing.T, w *Writer) []byte {
@@ -286,5 +563,15 @@ func TestFuzzCorpus(t *testing.T) {
 	}
 	if err := consistent(f, model); err != nil {
 		t.Error(err)
+	}
+	for _, c := range badSeeds {
+		b := editedBytes(t, model, c.edit)
+		f, err := Parse(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatalf("seed %s: %v", c.name, err)
+		}
+		if err := f.CheckRunnable(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("seed %s: CheckRunnable() = %v, want %q", c.name, err, c.want)
+		}
 	}
 }
