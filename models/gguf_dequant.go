@@ -73,16 +73,19 @@ func BFloat16ToFloat32(h uint16) float32 {
 // CanDequantize reports whether Dequantize supports type t.
 func CanDequantize(t GGMLType) bool {
 	switch t {
-	case F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1:
+	case F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+		Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS:
 		return true
 	}
 	return false
 }
 
 // Dequantize decodes len(dst) elements of type t from src into dst. It
-// supports F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 and returns an
-// error for other types. It panics if len(dst) is not a multiple of the
-// block size of t or len(src) is not the size of len(dst) elements.
+// supports F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the K-quants
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and Q8_K, IQ4_NL and IQ4_XS, giving ggml's
+// values to the bit, and returns an error for other types. It panics if
+// len(dst) is not a multiple of the block size of t or len(src) is not the
+// size of len(dst) elements.
 func Dequantize(dst []float32, src []byte, t GGMLType) error {
 	if !CanDequantize(t) {
 		return fmt.Errorf("models: cannot dequantize ggml type %s", t)
@@ -157,10 +160,31 @@ func Dequantize(dst []float32, src []byte, t GGMLType) error {
 			for j := 0; j < 16; j++ {
 				h0 := int((qh>>j)<<4) & 0x10
 				h1 := int(qh>>(j+12)) & 0x10
-				y[j] = float32((int(qs[j]&0xf)|h0)+off)*d + m
-				y[j+16] = float32((int(qs[j]>>4)|h1)+off)*d + m
+				q0, q1 := float32((int(qs[j]&0xf)|h0)+off), float32((int(qs[j]>>4)|h1)+off)
+				if t == Q5_0 {
+					// no +m: 0*d is -0 for a negative d, and stays -0 as in ggml
+					y[j], y[j+16] = q0*d, q1*d
+				} else {
+					y[j], y[j+16] = q0*d+m, q1*d+m
+				}
 			}
 		}
+	case Q2_K:
+		dequantQ2K(dst, src)
+	case Q3_K:
+		dequantQ3K(dst, src)
+	case Q4_K:
+		dequantQ4K(dst, src)
+	case Q5_K:
+		dequantQ5K(dst, src)
+	case Q6_K:
+		dequantQ6K(dst, src)
+	case Q8_K:
+		dequantQ8K(dst, src)
+	case IQ4_NL:
+		dequantIQ4NL(dst, src)
+	case IQ4_XS:
+		dequantIQ4XS(dst, src)
 	}
 	return nil
 }

@@ -177,8 +177,8 @@ func TestDequantizeBlocks(t *testing.T) {
 			t.Errorf("F32: %v, %v", y, err)
 		}
 	})
-	if err := Dequantize(make([]float32, 256), make([]byte, 210), Q6_K); err == nil {
-		t.Error("Dequantize(Q6_K): no error")
+	if err := Dequantize(make([]float32, 256), make([]byte, IQ2_XXS.TypeSize()), IQ2_XXS); err == nil {
+		t.Error("Dequantize(IQ2_XXS): no error")
 	}
 	defer func() {
 		if recover() == nil {
