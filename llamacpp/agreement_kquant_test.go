@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,7 +18,8 @@ import (
 // researchers download, through llama.cpp and checks every hook against
 // models/reference running the same weights as decoded by lldiff's own
 // K-quant decoder, models.Dequantize. The reference reads F32, F16, Q8_0
-// and Q4_0 itself, so the test hands it an F32 copy of the Q4_K_M file
+// and Q4_0 with decoders of its own, and other types through
+// models.Dequantize; the test hands it an F32 copy of the Q4_K_M file
 // whose every tensor is models.Dequantize's decoding of the stored one: a
 // misread scale, min or high bit anywhere in a Q4_K or Q6_K block (or in
 // the Q5_0 and Q8_0 that llama.cpp falls back to for rows that are not
@@ -159,6 +161,7 @@ func TestAgreementKQuant(t *testing.T) {
 				}
 			}
 			writeDecoded(t, f, decoded, nil)
+			directMatchesDecoded(t, q, decoded)
 
 			m, ref := loadWithReference(t, q, decoded)
 			logitAbs, nearTies := 0.0, 0
@@ -244,6 +247,43 @@ func TestAgreementKQuantDetectsMisreadScales(t *testing.T) {
 				d.hook.Name(), d.worst(), kquantBounds[d.hook.Kind], name)
 		case !before:
 			t.Logf("%-26s worst relative L2 %.3g (bound %.2g)", d.hook.Name(), d.worst(), kquantBounds[d.hook.Kind])
+		}
+	}
+}
+
+// directMatchesDecoded: the reference loads the Q4_K_M file itself (its
+// K-quant tensors through models.Dequantize) and computes exactly what it
+// computes from the F32 copy, bit for bit: same weights, same code.
+func directMatchesDecoded(t *testing.T, quant, decoded string) {
+	t.Helper()
+	direct, err := reference.Load(quant)
+	if err != nil {
+		t.Fatalf("the reference cannot load the Q4_K_M file directly: %v", err)
+	}
+	viaF32, err := reference.Load(decoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := []int32{1, 450, 4996, 17354, 1701}
+	a, err := direct.Run(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := viaF32.Run(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := a.Names()
+	if len(names) == 0 || !slices.Equal(names, b.Names()) {
+		t.Fatalf("hooks %v vs %v", names, b.Names())
+	}
+	for _, n := range names {
+		x, _ := a.Get(n)
+		y, _ := b.Get(n)
+		for i := range x {
+			if !slices.Equal(x[i], y[i]) {
+				t.Fatalf("%s position %d: the reference on the Q4_K_M file differs from the reference on its F32 decoding", n, i)
+			}
 		}
 	}
 }

@@ -47,8 +47,18 @@ func supportedTypes() string {
 // dequantize decodes n elements of ggml type typ from raw.
 func dequantize(typ models.GGMLType, raw []byte, n int) ([]float32, error) {
 	enc, ok := encodings[typ]
+	if !ok && models.CanDequantize(typ) {
+		// K-quants, IQ4, BF16, Q4_1, Q5_0/1: models.Dequantize, which
+		// llamacpp's tests prove bit-exact with ggml's own decoders.
+		enc = encoding{typ.String(), typ.BlockSize(), typ.TypeSize(), func(dst []float32, src []byte) {
+			if err := models.Dequantize(dst, src, typ); err != nil {
+				panic(err) // sizes were checked below
+			}
+		}}
+		ok = true
+	}
 	if !ok {
-		return nil, fmt.Errorf("type %s is not supported by the reference; it supports %s", typ, supportedTypes())
+		return nil, fmt.Errorf("type %s is not supported by the reference; it supports %s and the types of models.Dequantize", typ, supportedTypes())
 	}
 	if n%enc.blockElems != 0 {
 		return nil, fmt.Errorf("%d elements of %s: not a whole number of %d-element blocks", n, enc.name, enc.blockElems)

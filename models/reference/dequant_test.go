@@ -157,7 +157,8 @@ func TestDequantizeErrors(t *testing.T) {
 		n       int
 		wantErr []string
 	}{
-		{"unsupported type", models.Q4_K, make([]byte, 144), 256, []string{"Q4_K", "not supported", "F16, F32, Q4_0, Q8_0"}},
+		{"unsupported type", models.IQ2_XXS, make([]byte, 66), 256, []string{"IQ2_XXS", "not supported", "F16, F32, Q4_0, Q8_0"}},
+		{"K-quant short data", models.Q4_K, make([]byte, 143), 256, []string{"take 144 bytes, got 143"}},
 		{"partial block", models.Q8_0, make([]byte, 34), 31, []string{"31 elements", "32-element blocks"}},
 		{"short data", models.Q4_0, make([]byte, 17), 32, []string{"take 18 bytes, got 17"}},
 		{"long data", models.F32, make([]byte, 12), 2, []string{"take 8 bytes, got 12"}},

@@ -124,10 +124,10 @@ func TestLoadRefuses(t *testing.T) {
 		wantErr []string
 	}{
 		{"architecture", setKV("general.architecture", "bert"), []string{`architecture "bert" is not supported`, "llama, gpt2 and gptneox"}},
-		// (K-quants need rows of 256; Q4_1 is refused by the same path.)
+		// (Q8_1 is an activation format that no decoder here reads.)
 		{"tensor type", tensor("blk.0.ffn_down.weight", func(t *ggufTensor) {
-			t.typ, t.data = models.Q4_1, make([]byte, 2048/32*20)
-		}), []string{"blk.0.ffn_down.weight", "type Q4_1 is not supported", "supports F16, F32, Q4_0, Q8_0"}},
+			t.typ, t.data = models.Q8_1, make([]byte, 2048/32*36)
+		}), []string{"blk.0.ffn_down.weight", "type Q8_1 is not supported", "supports F16, F32, Q4_0, Q8_0"}},
 		{"experts", setKV("llama.expert_count", uint32(8)), []string{"mixture-of-experts"}},
 		{"rope scaling factor", setKV("llama.rope.scaling.factor", float32(4)), []string{"RoPE scaling", "llama.rope.scaling.factor = 4"}},
 		{"rope scaling type", setKV("llama.rope.scaling.type", "yarn"), []string{`RoPE scaling type "yarn"`}},
