@@ -93,7 +93,7 @@ ARM64_TEST_PKGS ?= ./internal/... ./models/... ./diff/ ./lens/ ./contrast/ ./cal
 test-arm64: deps
 	@command -v qemu-aarch64 >/dev/null || { echo "test-arm64 needs qemu-aarch64: apt-get install qemu-user"; exit 1; }
 	CGO_ENABLED=1 CC=$(AARCH64_CC) CXX=$(AARCH64_CXX) CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="-O3" CGO_CXXFLAGS="-O3" \
-		QEMU_LD_PREFIX=/usr/aarch64-linux-gnu GOOS=linux GOARCH=arm64 \
+		QEMU_LD_PREFIX=/usr/aarch64-linux-gnu LLDIFF_TEST_EXEC=qemu-aarch64 GOOS=linux GOARCH=arm64 \
 		$(GO) test -short -exec qemu-aarch64 -timeout 30m $(ARM64_TEST_PKGS)
 
 demo: build

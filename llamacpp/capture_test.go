@@ -1,10 +1,11 @@
 package llamacpp
 
 import (
+	"golang.org/x/sys/unix"
+
 	"math"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/lldiff/lldiff/internal/testmodels"
@@ -358,11 +359,11 @@ func TestLogQuietUnlessVerbose(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		saved, err := syscall.Dup(2)
+		saved, err := unix.Dup(2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := syscall.Dup2(int(f.Fd()), 2); err != nil {
+		if err := unix.Dup2(int(f.Fd()), 2); err != nil {
 			t.Fatal(err)
 		}
 		SetVerbose(verbose)
@@ -375,8 +376,8 @@ func TestLogQuietUnlessVerbose(t *testing.T) {
 			m.Close()
 		}
 		SetVerbose(false)
-		syscall.Dup2(saved, 2)
-		syscall.Close(saved)
+		unix.Dup2(saved, 2)
+		unix.Close(saved)
 		b, _ := os.ReadFile(f.Name())
 		return string(b)
 	}

@@ -1,6 +1,8 @@
 package outfile
 
 import (
+	"github.com/lldiff/lldiff/internal/testexec"
+
 	"errors"
 	"os"
 	"os/exec"
@@ -181,7 +183,7 @@ func TestSignalRemovesStaging(t *testing.T) {
 		os.Exit(4)
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSignalRemovesStaging$")
+	cmd := testexec.Self("-test.run=^TestSignalRemovesStaging$")
 	cmd.Env = append(os.Environ(), "OUTFILE_CHILD_DIR="+dir)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
