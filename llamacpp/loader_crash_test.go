@@ -1,6 +1,8 @@
 package llamacpp
 
 import (
+	"github.com/lldiff/lldiff/internal/testexec"
+
 	"bufio"
 	"bytes"
 	"errors"
@@ -8,7 +10,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -422,16 +423,18 @@ func classMutations(f *models.File, vocabOnly, vocab bool) []mutation {
 	if f.Architecture() != "llama" {
 		eps = a + "attention.layer_norm_epsilon"
 	}
-	floats := map[string][]float32{
-		eps:                            {nan, -1e-5, 0, float32(math.Inf(1)), 1e30},
-		a + "rope.freq_base":           {nan, 0, -10000, float32(math.Inf(1)), 1e-40, 1},
-		a + "rope.scaling.factor":      {nan, -2, 1e-40, 4},
-		a + "rope.scale_linear":        {-1, 0.5},
-		a + "rope.scaling.attn_factor": {0, nan, -1},
-	}
-	for key, vs := range floats {
-		for _, v := range vs {
-			ms = append(ms, mutation{fmt.Sprintf("%s %v", key, v), func(kvs []KV) []KV { return setKV(kvs, key, v) }})
+	for _, fl := range []struct {
+		key string
+		vs  []float32
+	}{
+		{eps, []float32{nan, -1e-5, 0, float32(math.Inf(1)), 1e30}},
+		{a + "rope.freq_base", []float32{nan, 0, -10000, float32(math.Inf(1)), 1e-40, 1}},
+		{a + "rope.scaling.factor", []float32{nan, -2, 1e-40, 4}},
+		{a + "rope.scale_linear", []float32{-1, 0.5}},
+		{a + "rope.scaling.attn_factor", []float32{0, nan, -1}},
+	} {
+		for _, v := range fl.vs {
+			ms = append(ms, mutation{fmt.Sprintf("%s %v", fl.key, v), func(kvs []KV) []KV { return setKV(kvs, fl.key, v) }})
 		}
 	}
 	nl, _ := f.Uint(a + "block_count")
@@ -560,7 +563,7 @@ func runChildren(t *testing.T, dir string, cases []loaderCase) []string {
 	}
 	res := make([]string, len(cases))
 	for start := 0; start < len(cases); {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestLoaderChild$", "-test.count=1")
+		cmd := testexec.Self("-test.run=^TestLoaderChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), loaderListEnv+"="+listPath, loaderStartEnv+"="+strconv.Itoa(start),
 			"GGML_NO_BACKTRACE=1") // ggml would start gdb on an abort
 		var stderr bytes.Buffer

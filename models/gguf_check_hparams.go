@@ -23,7 +23,7 @@ var ropeScalingTypes = []string{"none", "linear", "yarn", "longrope"}
 // perLayerKeys are the hyperparameters that may hold one value per layer.
 var perLayerKeys = []string{"feed_forward_length", "attention.head_count", "attention.head_count_kv"}
 
-const fixHParam = "the value is damaged or was set by hand; set it to the value in the original model's config.json (gguf-py's gguf_set_metadata.py can), or convert the model again with llama.cpp"
+const fixHParam = "the value is damaged or was set by hand; set it to the value in the original model's config.json with gguf-py's gguf_set_metadata.py, or convert the model again with llama.cpp"
 
 // hparams checks the values of the hyperparameters llama.cpp computes with,
 // as llama_model::load_hparams reads them (keys under in.Arch), with
@@ -47,8 +47,8 @@ func (c *checker) hparams(f *File, in *Info, normEps string) {
 	}
 	for _, k := range expertKeys {
 		if n, ok := f.Uint(a + k); ok && n != 0 {
-			c.addFix("lldiff runs dense models (llama, gpt2, gptneox); use a model without experts",
-				"%s%s is %d: the file describes a mixture-of-experts model, which lldiff does not run (and llama.cpp aborts on inconsistent expert counts)", a, k, n)
+			c.addFix("lldiff runs dense llama, gpt2 and gptneox models; use a model without experts",
+				"%s%s is %d: the file describes a mixture-of-experts model, which lldiff does not run, and llama.cpp aborts on inconsistent expert counts", a, k, n)
 			break
 		}
 	}

@@ -64,7 +64,7 @@ const (
 )
 
 const (
-	fixVocabDamaged  = "the vocabulary is damaged (one flipped bit can do this) or was written by a broken converter; download the file again or convert it again with llama.cpp's convert_hf_to_gguf.py"
+	fixVocabDamaged  = "the vocabulary is damaged, perhaps by one flipped bit, or was written by a broken converter; download the file again or convert it again with llama.cpp's convert_hf_to_gguf.py"
 	fixWrongTokenize = "the file's tokenizer does not belong to this model; convert the model again with llama.cpp's convert_hf_to_gguf.py"
 )
 
@@ -225,7 +225,7 @@ func (c *checker) perToken(f *File, key string, elem ggufType, n int) any {
 	}
 	t, _ := ggufTypeOf(v)
 	if !t.array || t.elem != elem {
-		c.addFix(fixVocabDamaged, "metadata key %s has type %s, llama.cpp requires array of %s (it reads the data as %s, one per token)", key, valueTypeName(v), elem, elem)
+		c.addFix(fixVocabDamaged, "metadata key %s has type %s, llama.cpp requires array of %s: it reads the data as one %s per token", key, valueTypeName(v), elem, elem)
 		return nil
 	}
 	var m int
@@ -256,7 +256,7 @@ func (c *checker) merges(f *File) {
 		return
 	}
 	if _, ok := v.([]string); !ok {
-		c.addFix(fixVocabDamaged, "metadata key %s has type %s, llama.cpp requires array of string (it aborts on another type)", key, valueTypeName(v))
+		c.addFix(fixVocabDamaged, "metadata key %s has type %s, llama.cpp requires array of string: it aborts on another type", key, valueTypeName(v))
 	}
 }
 

@@ -573,5 +573,12 @@ func TestFuzzCorpus(t *testing.T) {
 		if err := f.CheckRunnable(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("seed %s: CheckRunnable() = %v, want %q", c.name, err, c.want)
 		}
+		// the fuzz target's own account of llama.cpp's needs agrees
+		if llamaPromises(f, true) == nil {
+			t.Errorf("seed %s: llamaPromises finds nothing wrong", c.name)
+		}
+	}
+	if err := llamaPromises(f, true); err != nil {
+		t.Errorf("the tiny seed model %v", err)
 	}
 }
