@@ -106,6 +106,11 @@ func Quantize(in, out string, p QuantizeParams) error {
 		os.Remove(tmp)
 		return fmt.Errorf("llama.cpp could not quantize %s to %s (status %d); run with -v for its log", in, p.Type, int(rc))
 	}
+	// CreateTemp made it 0600; a model file is as readable as any other
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		os.Remove(tmp)
+		return err
+	}
 	if err := os.Rename(tmp, out); err != nil {
 		os.Remove(tmp)
 		return err
