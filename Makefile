@@ -27,14 +27,17 @@ endif
 
 # Resolved after `go mod download` has run (recursive variable).
 OLLAMA_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/ollama/ollama)
-CPPFLAGS_V = -I$(OLLAMA_DIR)/llama/llama.cpp/include -I$(OLLAMA_DIR)/ml/backend/ggml/ggml/include
+# GGML_USE_CPU_REPACK turns on ggml's repacked (interleaved) Q4_0, Q4_K and
+# IQ4_NL kernels, as llama.cpp's own CMake build does and the ollama cgo
+# package does not: 1.28x faster Q4_0 decodes here (docs/performance.md).
+CPPFLAGS_V = -I$(OLLAMA_DIR)/llama/llama.cpp/include -I$(OLLAMA_DIR)/ml/backend/ggml/ggml/include -DGGML_USE_CPU_REPACK
 CFLAGS_V = -O3 $(ARCH_FLAGS)
 CGO_ENV = CGO_ENABLED=1 CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="$(CFLAGS_V)" CGO_CXXFLAGS="$(CFLAGS_V)"
 
 TEST_FLAGS ?= -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda cuda-src clean env link-check test-arm64
+.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda cuda-src clean env link-check test-arm64 bench-anchor
 
 all: build
 
@@ -108,7 +111,31 @@ bench: build
 	@mkdir -p bench
 	@./$(BIN) devices | grep '^cpu:' || true
 	$(CGO_ENV) $(GO) test -run=NONE -bench=. -benchtime=$${BENCHTIME:-3x} -count=$${BENCHCOUNT:-1} -timeout 60m ./... | tee bench/raw.txt
-	@$(GO) run ./scripts/benchtable bench/raw.txt
+	@$(GO) run ./scripts/benchtable bench/raw.txt $(wildcard bench/anchor.txt)
+
+# bench-anchor builds llama.cpp and ggml's CPU backend with CMake the way
+# llama.cpp builds them (native ISA, repacked kernels, llamafile sgemm,
+# OpenMP, AMX where the CPU has it) from the same ollama module, and times
+# the pp20 decode of the bench-cpu models with it: the floor lldiff's own
+# decode (BenchmarkDecodeTypes in make bench) is compared with. It needs
+# cmake and takes several minutes the first time. Results: bench/anchor.txt.
+ANCHOR_TYPES ?= Q4_0 Q4_K_M Q8_0 F16
+ANCHOR_THREADS ?= $(shell $(CGO_ENV) $(GO) run ./scripts/cores 2>/dev/null || nproc)
+bench-anchor: build
+	@command -v cmake >/dev/null || { echo "bench-anchor needs cmake 3.21 or newer: apt-get install cmake"; exit 1; }
+	cmake -S scripts/anchor -B build/anchor -DOLLAMA_DIR=$(OLLAMA_DIR) >/dev/null
+	cmake --build build/anchor -j $$(nproc) --target lldiff-anchor
+	@mkdir -p bench
+	@dir=$${TMPDIR:-/tmp}/lldiff-bench; mkdir -p $$dir; : > bench/anchor.txt; \
+	for t in $(ANCHOR_TYPES); do \
+		f=$$dir/bench-cpu-$$t.gguf; \
+		if [ ! -f $$f ]; then ./$(BIN) synth --preset bench-cpu --type $$t -o $$f >/dev/null || exit 1; fi; \
+		for kv in f16 f32; do \
+			line=$$(build/anchor/lldiff-anchor $$f 20 10 $(ANCHOR_THREADS) $$kv) || exit 1; \
+			echo "$$line"; echo "$$t $$kv $$(echo "$$line" | awk -F'\t' '{print $$6}' | cut -d' ' -f1)" >> bench/anchor.txt; \
+		done; \
+	done
+	@echo "llama.cpp's pp20 in bench/anchor.txt; make bench compares lldiff's decode with it"
 
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

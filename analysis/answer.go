@@ -44,9 +44,22 @@ func AnswerTokens(v models.Vocab, prompt string, promptIDs []int32, ans string, 
 		prefix = full[i] == promptIDs[i]
 	}
 	if !prefix {
-		// the answer merges with the prompt's last token: score it as
-		// tokenized alone and say so
-		note = fmt.Sprintf("%q merges with the end of the prompt when tokenized together; scored as tokenized alone", ans)
+		// The answer merges with the prompt's last token ("gi" + "rl" is
+		// "girl"): the model cannot produce it as a continuation of these
+		// tokens. The answer tokenized alone is scored when those tokens
+		// spell the answer exactly (BPE: "rl"); SentencePiece puts a space
+		// in front of a text tokenized alone, and "▁rl" would score " rl".
+		spelled := string(pieces(v, alone))
+		switch {
+		case spelled == ans:
+		case len(alone) > 1 && string(v.Piece(alone[0])) == " " && spelled == " "+ans:
+			alone = alone[1:] // a lone "▁" the tokenizer put in front
+		default:
+			return nil, "", inputErr("--answer %q merges with the end of the prompt (together they tokenize as %s), and alone it tokenizes as %s, which reads %q, not %q: "+
+				"so the answer has no tokens of its own after this prompt: end the prompt before the merged word and give the whole word as the answer, or an answer with its leading space",
+				ans, printables(v, full[max(0, len(promptIDs)-2):]), printables(v, alone), spelled, ans)
+		}
+		note = fmt.Sprintf("%q merges with the end of the prompt when tokenized together; scored as the tokens %s", ans, printables(v, alone))
 		return alone, note, nil
 	}
 	tail := full[len(promptIDs):]
@@ -58,6 +71,24 @@ func AnswerTokens(v models.Vocab, prompt string, promptIDs []int32, ans string, 
 		note = fmt.Sprintf("tokenized alone, %q is %s (a lone ▁ first); after the prompt the model produces %d token(s), scored here", ans, strings.Join(ps, " | "), len(tail))
 	}
 	return tail, note, nil
+}
+
+// pieces returns the text the tokens ids decode to.
+func pieces(v models.Vocab, ids []int32) []byte {
+	var b []byte
+	for _, id := range ids {
+		b = append(b, v.Piece(id)...)
+	}
+	return b
+}
+
+// printables returns the printable forms of ids joined by " | ".
+func printables(v models.Vocab, ids []int32) string {
+	ps := make([]string, len(ids))
+	for i, id := range ids {
+		ps[i] = v.Printable(id)
+	}
+	return strings.Join(ps, " | ")
 }
 
 // ScoreAnswer scores the tokens after position n-1 of c's sequence (the

@@ -137,6 +137,9 @@ type AnswerResult struct {
 func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 	info := e.ModelInfo()
 	nl := info.NLayer
+	if err := CheckPosSpec(o.Positions); err != nil {
+		return nil, err
+	}
 	ids, err := TokenizePrompts(e, o.Tokenize, o.A, o.B)
 	if err != nil {
 		return nil, err
@@ -151,7 +154,21 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 		c.Positions = append(c.Positions, PosPair{p.A, p.B})
 	}
 	toksA, toksB := Tokens(e, idsA), Tokens(e, idsB)
-	c.Warnings = TokenWarnings(toksA, toksB, pairs)
+	c.Warnings = append(BOSWarnings(e, o.Tokenize, "prompt A", idsA), BOSWarnings(e, o.Tokenize, "prompt B", idsB)...)
+	// more predictions or lens tokens than the vocabulary has would be
+	// empty rows
+	if nv := e.NVocab(); o.TopK > nv || o.LensK > nv {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("the vocabulary has %d tokens: --top-k and --lens-k show at most %d", nv, nv))
+		o.TopK, o.LensK = min(o.TopK, nv), min(o.LensK, nv)
+	}
+	// Identical token sequences are decoded once and serve as both A and
+	// B: two sequences of one batch sit at other places of the KV cache
+	// and differ in the last bits (1e-6), which would rank rounding noise.
+	same := slices.Equal(idsA, idsB)
+	if same && !slices.ContainsFunc(pairs, func(p diff.PosPair) bool { return p.A != p.B }) {
+		c.Warnings = append(c.Warnings, "A and B are the same tokens: decoded once, so every difference below is exactly 0")
+	}
+	c.Warnings = append(c.Warnings, TokenWarnings(toksA, toksB, pairs)...)
 
 	// answers are decoded with the prompts, as extra sequences
 	type answerSeq struct {
@@ -190,20 +207,34 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 	}
 	hooks = models.SortHooks(append(append(hooks, rankHooks...), models.Hook{Kind: models.Logits, Layer: -1}))
 	seqs := [][]int32{idsA, idsB}
-	run, err := e.NewRunner(seqs, 2)
-	if err != nil {
-		return nil, err
-	}
-	defer run.Close()
 	// Only the compared positions are kept, and the engine computes logits
 	// for those rows only: the output matrix over every position of both
 	// prompts would cost more than the layers on small models.
 	rowsA, rowsB := distinct(pairs, func(p diff.PosPair) int { return p.A }), distinct(pairs, func(p diff.PosPair) int { return p.B })
-	rows, err := run.RunRows(seqs, [][]int{rowsA, rowsB}, hooks)
+	pos := [][]int{rowsA, rowsB}
+	if same {
+		rowsA = distinct(append(slices.Clone(pairs), swapPairs(pairs)...), func(p diff.PosPair) int { return p.A })
+		rowsB = rowsA
+		seqs, pos = seqs[:1], pos[:1]
+		pos[0] = rowsA
+	}
+	run, err := e.NewRunner(seqs, len(seqs))
 	if err != nil {
 		return nil, err
 	}
-	ca, cb := rows[0].Cache(idsA, nl), rows[1].Cache(idsB, nl)
+	defer run.Close()
+	rows, err := run.RunRows(seqs, pos, hooks)
+	if err != nil {
+		return nil, err
+	}
+	ca := rows[0].Cache(idsA, nl)
+	cb := ca
+	if !same {
+		cb = rows[1].Cache(idsB, nl)
+	}
+	if err := CheckFinite(e, ca, cb); err != nil {
+		return nil, err
+	}
 	// rp are the pairs as row indices of ca and cb
 	rp := make([]diff.PosPair, len(pairs))
 	for i, p := range pairs {
@@ -264,7 +295,11 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 			}
 		}
 		nj := &NeuronsResult{Hook: top.Hook.Name(), Pos: PosPair{rowsA[best.Pair.A], rowsB[best.Pair.B]}}
+		nj.Neurons = []Neuron{}
 		for _, n := range diff.TopNeurons(ra.Row(best.Pair.A), rb.Row(best.Pair.B), o.Neurons) {
+			if n.Diff == 0 {
+				continue // a dimension where A and B do not differ is no answer
+			}
 			nj.Neurons = append(nj.Neurons, Neuron{n.Index, n.A, n.B, n.Diff})
 		}
 		c.Neurons = nj
@@ -272,9 +307,23 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 
 	// answers: one more run with prompt + answer tokens fed in
 	if len(answers) > 0 {
+		// a sequence that is the same in A and B is decoded once, so that
+		// both score it with the same bits
 		var seqs [][]int32
+		index := map[string]int{}
+		at := func(s []int32) int {
+			k := fmt.Sprint(s)
+			if i, ok := index[k]; ok {
+				return i
+			}
+			index[k] = len(seqs)
+			seqs = append(seqs, s)
+			return len(seqs) - 1
+		}
+		type pairAt struct{ a, b int }
+		var where []pairAt
 		for _, as := range answers {
-			seqs = append(seqs, as.inA, as.inB)
+			where = append(where, pairAt{at(as.inA), at(as.inB)})
 		}
 		arun, err := e.NewRunner(seqs, 2)
 		if err != nil {
@@ -285,10 +334,13 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := CheckFinite(e, out...); err != nil {
+			return nil, err
+		}
 		for i, as := range answers {
 			aj := AnswerResult{Text: as.text, Tokens: Tokens(e, as.ids), Note: as.note}
-			aj.A, aj.LogProbA = ScoreAnswer(e, out[2*i], len(idsA))
-			aj.B, aj.LogProbB = ScoreAnswer(e, out[2*i+1], len(idsB))
+			aj.A, aj.LogProbA = ScoreAnswer(e, out[where[i].a], len(idsA))
+			aj.B, aj.LogProbB = ScoreAnswer(e, out[where[i].b], len(idsB))
 			c.Answers = append(c.Answers, aj)
 		}
 	}
@@ -332,13 +384,26 @@ func compareLens(e models.Engine, ca, cb *models.Cache, p diff.PosPair, o Compar
 	for l := range nl {
 		la, lb := lg[(2*l)*nv:(2*l+1)*nv], lg[(2*l+1)*nv:(2*l+2)*nv]
 		diff.SubTo(dl, la, lb)
+		// tokens whose logit does not change are neither promoted nor
+		// suppressed: A−B lists only positive differences, B−A negative ones
+		up := slices.DeleteFunc(lens.TopK(dl, o.LensK), func(t lens.Token) bool { return !(t.Value > 0) })
+		down := slices.DeleteFunc(lens.BottomK(dl, o.LensK), func(t lens.Token) bool { return !(t.Value < 0) })
 		out = append(out, LensLayer{
 			Layer: l, Hook: models.Hook{Kind: models.ResidPost, Layer: l}.Name(),
 			A: toLens(lens.TopK(la, o.LensK), 1), B: toLens(lens.TopK(lb, o.LensK), 1),
-			AMinusB: toLens(lens.TopK(dl, o.LensK), 1), BMinusA: toLens(lens.BottomK(dl, o.LensK), -1),
+			AMinusB: toLens(up, 1), BMinusA: toLens(down, -1),
 		})
 	}
 	return out, nil
+}
+
+// swapPairs returns pairs with A and B exchanged.
+func swapPairs(pairs []diff.PosPair) []diff.PosPair {
+	out := make([]diff.PosPair, len(pairs))
+	for i, p := range pairs {
+		out[i] = diff.PosPair{A: p.B, B: p.A}
+	}
+	return out
 }
 
 // distinct returns the distinct positions of one side of pairs, sorted.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lldiff/lldiff/contrast"
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/models"
 )
@@ -57,6 +58,62 @@ type ContrastResult struct {
 	Cvec       *ContrastExport                 `json:"control_vector,omitempty"`
 	Hooks      []models.Hook                   `json:"-"` // the measured hooks, in model order
 	Stats      map[models.Hook]*contrast.Stats `json:"-"`
+	// Scales holds each hook's RMS row norm over both sets: the scale of
+	// its activations, against which a difference or a spread is rounding
+	// (Negligible).
+	Scales map[models.Hook]float64 `json:"-"`
+}
+
+// RoundingLevel is the relative size below which a difference or a spread
+// of activations is float32 rounding, not a measurement: two sequences
+// decoded in one batch, identical in theory, differ by about 1e-6 of their
+// norm (the order of additions depends on where they sit in the batch).
+const RoundingLevel = 1e-5
+
+// Negligible reports whether x (a norm or a spread) is at the level of
+// rounding for activations of RMS norm scale, or zero.
+func Negligible(x, scale float64) bool {
+	return x == 0 || x <= RoundingLevel*scale
+}
+
+// rmsNorm returns the root mean square of the row norms of a and b.
+func rmsNorm(a, b *contrast.Samples) float64 {
+	var ss float64
+	n := 0
+	for _, s := range []*contrast.Samples{a, b} {
+		if s == nil {
+			continue
+		}
+		for _, v := range s.Data {
+			ss += float64(v) * float64(v)
+		}
+		n += s.N
+	}
+	if n == 0 {
+		return 0
+	}
+	return math.Sqrt(ss / float64(n))
+}
+
+// roundStats treats a mean difference or a spread at the level of rounding
+// as zero, the same way for every hook: a separation is then 0 (no
+// difference) or +Inf (a difference without spread), never the ratio of
+// two rounding errors (1e16) for one hook and +Inf for the next.
+func roundStats(st *contrast.Stats, scale float64) {
+	zero := func(x *float64) {
+		if !math.IsNaN(*x) && Negligible(*x, scale) {
+			*x = 0
+		}
+	}
+	zero(&st.StdA)
+	zero(&st.StdB)
+	zero(&st.Spread)
+	switch {
+	case Negligible(st.Norm, scale):
+		st.Separation = 0
+	case st.Spread == 0:
+		st.Separation = math.Inf(1)
+	}
 }
 
 // ContrastSet describes one set.
@@ -151,8 +208,11 @@ type VectorFile struct {
 	Layer int    `json:"layer"`
 	// Method is mean_diff (mean(A) − mean(B), as measured) or pc1 (unit,
 	// oriented so that A projects higher).
-	Method     string   `json:"method"`
-	Shape      []int    `json:"shape"`
+	Method string `json:"method"`
+	Shape  []int  `json:"shape"`
+	// Bytes is the size of the file: a file of another size is not the
+	// one the index describes (truncated, or replaced by a later run).
+	Bytes      int64    `json:"bytes"`
 	Norm       float64  `json:"norm"`
 	Separation *float64 `json:"separation"`
 }
@@ -209,6 +269,15 @@ func TokenizeContrast(e models.Engine, o ContrastOptions) (*ContrastData, error)
 	if err := checkPromptLengths(e, o.NCtx, cd); err != nil {
 		return nil, err
 	}
+	double := 0
+	for _, ids := range slices.Concat(cd.IDsA, cd.IDsB) {
+		if b := BOSOf(e, o.Tokenize, ids); b.Added && b.FromText {
+			double++
+		}
+	}
+	if double > 0 {
+		cd.Warnings = append(cd.Warnings, fmt.Sprintf("%d prompt(s) start with two BOS tokens: one added by the tokenizer and one from the text (special-token text parsed with --special); drop it from the text or pass --bos no", double))
+	}
 	if !spec.All {
 		for _, side := range []struct {
 			ids  [][]int32
@@ -224,14 +293,21 @@ func TokenizeContrast(e models.Engine, o ContrastOptions) (*ContrastData, error)
 			}
 		}
 		if ds.Paired {
+			// a pair that tokenizes identically has no difference to
+			// measure: its rows would add rounding noise (two sequences of
+			// a batch differ in the last bits), and dilute the mean
 			same := 0
 			for i := range cd.IDsA {
 				if slices.Equal(cd.IDsA[i], cd.IDsB[i]) {
+					cd.RowsA[i], cd.RowsB[i] = nil, nil
 					same++
 				}
 			}
+			if same == len(cd.IDsA) {
+				return nil, inputErr("every pair tokenizes identically in A and B: there is no difference to measure")
+			}
 			if same > 0 {
-				cd.Warnings = append(cd.Warnings, fmt.Sprintf("%d pair(s) tokenize identically in A and B and add no difference", same))
+				cd.Warnings = append(cd.Warnings, fmt.Sprintf("%d pair(s) tokenize identically in A and B and were skipped", same))
 			}
 		}
 		return cd, nil
@@ -441,7 +517,10 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &ContrastResult{Hooks: hooks, Stats: map[models.Hook]*contrast.Stats{}}
+	if err := checkSamplesFinite(e, hooks, cd, sa, sb); err != nil {
+		return nil, err
+	}
+	res := &ContrastResult{Hooks: hooks, Stats: map[models.Hook]*contrast.Stats{}, Scales: map[models.Hook]float64{}}
 	ds := cd.Dataset
 	res.Model, res.Arch, res.Paired, res.Positions = o.Model, info.Arch, ds.Paired, strings.TrimSpace(o.Spec)
 	res.A = ContrastSet{Source: o.Sources[0], Prompts: len(ds.A), Rows: sa[hooks[0]].N}
@@ -457,6 +536,7 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 	}
 	type comp struct {
 		c  ContrastComp
+		h  models.Hook
 		st *contrast.Stats
 	}
 	var comps []*comp
@@ -465,8 +545,10 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		res.Scales[h] = rmsNorm(sa[h], sb[h])
+		roundStats(st, res.Scales[h])
 		res.Stats[h] = st
-		comps = append(comps, &comp{st: st, c: ContrastComp{
+		comps = append(comps, &comp{h: h, st: st, c: ContrastComp{
 			Hook: h.Name(), Short: h.Short(), Kind: string(h.Kind), Layer: h.Layer,
 			MeanDiffNorm: st.Norm, ProjMeanA: st.MeanA, ProjMeanB: st.MeanB,
 			ProjStdA: Finite(st.StdA), ProjStdB: Finite(st.StdB), Spread: Finite(st.Spread),
@@ -490,8 +572,8 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 		}
 		return cmp.Compare(y.st.Norm, x.st.Norm)
 	})
-	if !slices.ContainsFunc(comps, func(c *comp) bool { return c.st.Norm != 0 }) {
-		res.Warnings = append(res.Warnings, "A and B give the same activations at the chosen positions (every ‖Δμ‖ is 0; position 0 is the same first token in every prompt): there is nothing to contrast; choose positions where the prompts differ")
+	if !slices.ContainsFunc(comps, func(c *comp) bool { return !Negligible(c.st.Norm, res.Scales[c.h]) }) {
+		res.Warnings = append(res.Warnings, "A and B give the same activations at the chosen positions (every ‖Δμ‖ is 0, or at the level of float32 rounding; position 0 is the same first token in every prompt): there is nothing to contrast; choose positions where the prompts differ")
 	}
 	stats := make([]*contrast.Stats, len(comps))
 	for i, c := range comps {
@@ -522,7 +604,7 @@ func contrastLens(e models.Engine, res *ContrastResult, stats []*contrast.Stats,
 		if len(st.MeanDiff) != d {
 			continue // z: heads before W_O are not in the residual basis
 		}
-		x = append(x, contrast.Unit(st.MeanDiff)...)
+		x = append(x, diff.Unit(st.MeanDiff)...)
 		x = append(x, st.PC.Vec...)
 		which = append(which, i)
 	}
@@ -590,21 +672,27 @@ func ControlVector(r *ContrastResult, nLayer int, o CvecOptions) (*contrast.Cont
 			ex.Skipped = append(ex.Skipped, fmt.Sprintf("%s: A and B do not differ there (the mean difference is zero)", h.Short()))
 			continue
 		}
+		if Negligible(st.Norm, r.Scales[h]) {
+			// as a unit vector, rounding noise would steer as hard as a
+			// real direction
+			ex.Skipped = append(ex.Skipped, fmt.Sprintf("%s: A and B do not differ there (‖Δμ‖ = %.3g is float32 rounding for activations of norm %.3g)", h.Short(), st.Norm, r.Scales[h]))
+			continue
+		}
 		var v []float32
 		switch {
 		case o.Method == "pca":
 			v = append([]float32(nil), st.PC.Vec...)
 		case o.Norm == "unit":
-			v = contrast.Unit(st.MeanDiff)
+			v = diff.Unit(st.MeanDiff)
 		default:
 			v = append([]float32(nil), st.MeanDiff...)
 		}
 		cv.Directions[n] = v
-		ex.Directions = append(ex.Directions, CvecDir{Tensor: fmt.Sprintf("direction.%d", n), Hook: h.Name(), Norm: contrast.Norm(v)})
+		ex.Directions = append(ex.Directions, CvecDir{Tensor: fmt.Sprintf("direction.%d", n), Hook: h.Name(), Norm: diff.Norm(v)})
 	}
 	if len(cv.Directions) == 0 {
 		if nLayer > 1 {
-			return nil, nil, inputErr("every resid_post direction is zero: A and B give the same activations at the chosen positions (--pos %s; position 0 is the same first token in every prompt), so there is nothing to steer with: choose positions where the prompts differ", cmp.Or(r.Positions, "last"))
+			return nil, nil, inputErr("every resid_post direction is zero or rounding noise: A and B give the same activations at the chosen positions (--pos %s; position 0 is the same first token in every prompt), so there is nothing to steer with: choose positions where the prompts differ", cmp.Or(r.Positions, "last"))
 		}
 		return nil, nil, fmt.Errorf("no layer can hold a control vector: the model has %d layer(s), and llama.cpp adds vectors to layers 1..n_layer−1 only", nLayer)
 	}

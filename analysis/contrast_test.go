@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lldiff/lldiff/contrast"
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -75,8 +76,8 @@ func TestContrast(t *testing.T) {
 			t.Errorf("%d directions, skipped %q; want %d and layer 0", len(cv.Directions), ex.Skipped, nl-1)
 		}
 		for n, v := range cv.Directions {
-			if math.Abs(contrast.Norm(v)-1) > 1e-6 {
-				t.Errorf("direction.%d has norm %v, want 1", n, contrast.Norm(v))
+			if math.Abs(diff.Norm(v)-1) > 1e-6 {
+				t.Errorf("direction.%d has norm %v, want 1", n, diff.Norm(v))
 			}
 		}
 	})

@@ -152,6 +152,8 @@ func Patch(e models.Engine, o PatchOptions) (*PatchResult, error) {
 	for _, k := range o.Kinds {
 		doc.Kinds = append(doc.Kinds, string(k))
 	}
+	doc.Notes = append(doc.Notes, BOSWarnings(e, o.Tokenize, "the clean prompt", idsC)...)
+	doc.Notes = append(doc.Notes, BOSWarnings(e, o.Tokenize, "the corrupt prompt", idsK)...)
 
 	// answer tokens after each prompt; the runs decode prompt + answer
 	ansC, noteC, err := AnswerTokens(e, o.Clean, idsC, o.Answer, o.Tokenize)
@@ -255,6 +257,11 @@ func Patch(e models.Engine, o PatchOptions) (*PatchResult, error) {
 
 	cacheK, err := run.Run([][]int32{seqK}, captured)
 	if err != nil {
+		return nil, err
+	}
+	// a model that produces NaN would show up as a metric without
+	// difference, or a grid of NaN: say what it is
+	if err := CheckFinite(e, cacheC[0], cacheK[0]); err != nil {
 		return nil, err
 	}
 	if o.Top > 0 {

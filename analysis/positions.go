@@ -31,6 +31,28 @@ func AlignPositions(clean, corrupt []int32) []diff.PosPair {
 	return pairs
 }
 
+// CheckPosSpec refuses what a position list would take silently for
+// something else: "-0" (0 from the end is not a position, and Atoi reads it
+// as the first token), and an empty or blank entry.
+func CheckPosSpec(spec string) error {
+	s := strings.TrimSpace(spec)
+	if s == "" {
+		return nil // the default of the analysis
+	}
+	for _, part := range strings.Split(s, ",") {
+		for _, side := range strings.Split(part, ":") {
+			side = strings.TrimSpace(side)
+			if side == "" && strings.Contains(s, ",") {
+				return inputErr("--pos %q has an empty entry: give positions such as 0,3 or -1", spec)
+			}
+			if strings.HasPrefix(side, "-") && strings.Trim(side[1:], "0") == "" && len(side) > 1 {
+				return inputErr("--pos %q: %q is not a position: negative positions count from the end, -1 being the last token; use 0 for the first token", spec, side)
+			}
+		}
+	}
+	return nil
+}
+
 // Patch position modes.
 const (
 	PosEach = "each" // every position separately (equal token counts only)
@@ -51,6 +73,9 @@ func PatchPositions(spec string, clean, corrupt []int32) (mode string, groups []
 		"patching position by position would write activations into the wrong token. Use --pos last (the last position of each), "+
 		"--pos all (every position at once, the differing span aligned from the end), explicit clean:corrupt pairs such as --pos %d:%d, "+
 		"or reword the prompts so that they tokenize to the same length (lldiff tokenize shows the split)", nc, nk, nc-1, nk-1)
+	if err := CheckPosSpec(spec); err != nil {
+		return "", nil, nil, err
+	}
 	switch s := strings.TrimSpace(spec); s {
 	case "", PosEach:
 		if !equal {

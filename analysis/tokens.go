@@ -151,3 +151,53 @@ func hasWord(ws []Word, word string, n int) bool {
 	}
 	return false
 }
+
+// BOSInfo says where the BOS token at the start of a token sequence came
+// from: added by the tokenizer (the model's default or --bos yes), taken
+// from the text (special-token text such as <s> parsed with --special), or
+// both, which gives the model two BOS tokens.
+type BOSInfo struct {
+	Added    bool `json:"bos"`
+	FromText bool `json:"bos_from_text,omitempty"`
+}
+
+// BOSOf returns where the BOS token of ids, tokenized with o, came from.
+// The tokenizer adds BOS when the empty text gives it.
+func BOSOf(v models.Vocab, o models.TokenizeOptions, ids []int32) BOSInfo {
+	withBOS := o
+	withBOS.BOS = models.BOSYes
+	b, err := v.Tokenize("", withBOS)
+	if err != nil || len(b) != 1 || len(ids) == 0 || ids[0] != b[0] {
+		return BOSInfo{}
+	}
+	bos := b[0]
+	e, err := v.Tokenize("", o)
+	added := err == nil && len(e) > 0 && e[0] == bos
+	if !added {
+		return BOSInfo{FromText: true}
+	}
+	return BOSInfo{Added: true, FromText: len(ids) > 1 && ids[1] == bos}
+}
+
+// Describe says it in a few words: "BOS added", "no BOS", "BOS from the
+// text, none added", "two BOS: one added, one from the text".
+func (b BOSInfo) Describe() string {
+	switch {
+	case b.Added && b.FromText:
+		return "two BOS: one added, one from the text"
+	case b.Added:
+		return "BOS added"
+	case b.FromText:
+		return "BOS from the text, none added"
+	}
+	return "no BOS"
+}
+
+// BOSWarnings warns about a prompt (named what) that starts with two BOS
+// tokens, one added by the tokenizer and one from the text.
+func BOSWarnings(v models.Vocab, o models.TokenizeOptions, what string, ids []int32) []string {
+	if b := BOSOf(v, o, ids); b.Added && b.FromText {
+		return []string{fmt.Sprintf("%s starts with two BOS tokens %s: one added by the tokenizer and one from the text (special-token text parsed with --special); the model was trained with one: drop it from the text or pass --bos no", what, v.Printable(ids[0]))}
+	}
+	return nil
+}

@@ -2,15 +2,12 @@ package cli
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/diff"
-	"github.com/lldiff/lldiff/internal/npy"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
@@ -34,8 +31,10 @@ func newCmdCapture(io *IOStreams, runF func(*CaptureOptions) error) *cobra.Comma
 		Short: "Run a prompt and save activations as .npy files",
 		Long: `Run one prompt through the model and write each captured activation to DIR
 as a float32 .npy file of shape [n_tokens, width] (numpy.load reads it), plus
-DIR/index.json listing every file with its hook, layer and shape, and the
-prompt's tokens.
+DIR/index.json listing every file with its hook, layer, shape and size in
+bytes, and the prompt's tokens. DIR is written beside its path and moved into
+place when complete, under a lock: an interrupted or failed run leaves what
+was there (with --force, files the run does not write are kept).
 
 Hooks: full TransformerLens names (blocks.3.hook_resid_post) or short forms
 (resid_post.3; resid_post = every layer; resid_post.-1 = last layer). Kinds:
@@ -49,6 +48,7 @@ ln_final, logits.`,
 			if err := opts.Model.check(); err != nil {
 				return err
 			}
+			opts.Model.warnLimits(io)
 			if err := needPrompt(args, opts.PromptFile); err != nil {
 				return err
 			}
@@ -80,13 +80,16 @@ type CaptureIndex struct {
 	Files  []CaptureFile    `json:"files"`
 }
 
-// CaptureFile describes one .npy file.
+// CaptureFile describes one .npy file. Bytes is the file's size: a file
+// of another size is not the one the index describes (truncated, or
+// replaced by a later run).
 type CaptureFile struct {
 	File  string `json:"file"`
 	Hook  string `json:"hook"`
 	Kind  string `json:"kind"`
 	Layer int    `json:"layer"`
 	Shape []int  `json:"shape"`
+	Bytes int64  `json:"bytes"`
 }
 
 func captureRun(opts *CaptureOptions) error {
@@ -97,6 +100,14 @@ func captureRun(opts *CaptureOptions) error {
 	if err := checkOutDir(opts.OutDir, "-o", opts.Force); err != nil {
 		return err
 	}
+	// the output is staged beside -o and locked from here on: a second
+	// capture into the same directory fails now instead of mixing its
+	// files in, and an interrupted run leaves what was there
+	outDir, err := openOutDir(opts.OutDir, "-o", opts.Force)
+	if err != nil {
+		return err
+	}
+	defer outDir.Abort()
 	m, err := opts.Model.load(false)
 	if err != nil {
 		return err
@@ -126,8 +137,11 @@ func captureRun(opts *CaptureOptions) error {
 		return err
 	}
 	cache := caches[0]
-	if err := makeOutDir(opts.OutDir); err != nil {
-		return err
+	// a model that produces NaN is worth capturing (to see where it
+	// starts), but not without saying so
+	nanWarning := ""
+	if err := analysis.CheckFinite(opts.Model.engine(m), cache); err != nil {
+		nanWarning = err.Error()
 	}
 	idx := CaptureIndex{Model: opts.Model.Model, Arch: m.Arch(), Prompt: prompt, Tokens: analysis.Tokens(m, ids)}
 	for _, h := range hooks {
@@ -137,23 +151,22 @@ func captureRun(opts *CaptureOptions) error {
 		}
 		name := h.Name() + ".npy"
 		shape := []int{a.Rows(), a.Width}
-		if err := npy.WriteFile(filepath.Join(opts.OutDir, name), shape, a.Data); err != nil {
+		size, err := writeStagedNpy(outDir, name, shape, a.Data)
+		if err != nil {
 			return err
 		}
-		idx.Files = append(idx.Files, CaptureFile{File: name, Hook: h.Name(), Kind: string(h.Kind), Layer: h.Layer, Shape: shape})
+		idx.Files = append(idx.Files, CaptureFile{File: name, Hook: h.Name(), Kind: string(h.Kind), Layer: h.Layer, Shape: shape, Bytes: size})
 	}
-	f, err := os.Create(filepath.Join(opts.OutDir, "index.json"))
-	if err != nil {
+	if err := writeStagedJSON(outDir, idx); err != nil {
 		return err
 	}
-	if err := writeJSON(f, idx); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := outDir.Commit(); err != nil {
 		return err
 	}
 	if opts.JSON {
+		if nanWarning != "" {
+			fmt.Fprintln(opts.IO.ErrOut, "warning:", nanWarning)
+		}
 		return writeJSON(opts.IO.Out, idx)
 	}
 	out := opts.IO.Out
@@ -171,5 +184,8 @@ func captureRun(opts *CaptureOptions) error {
 		return err
 	}
 	fmt.Fprintf(out, "wrote %d activations and index.json to %s\n", len(idx.Files), opts.OutDir)
+	if nanWarning != "" {
+		fmt.Fprintln(opts.IO.ErrOut, "warning:", nanWarning)
+	}
 	return nil
 }

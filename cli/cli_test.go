@@ -52,7 +52,7 @@ func TestTokenizeKnownIDs(t *testing.T) {
 			t.Fatalf("%v\n%s", err, out)
 		}
 		p := doc.Prompts[0]
-		if p.BOS != tc.bos || len(p.Tokens) != len(tc.want) {
+		if p.Added != tc.bos || len(p.Tokens) != len(tc.want) {
 			t.Fatalf("%s: got %+v, want ids %v", tc.vocab, p, tc.want)
 		}
 		for i, id := range tc.want {
@@ -250,7 +250,7 @@ func TestBadInputs(t *testing.T) {
 		{"bad tensor offset", []string{"capture", "-m", badOffset, "-o", tmp + "/o5", "hi"}, []string{"output_norm.weight"}},
 		{"unsupported architecture", []string{"capture", "-m", badArch, "-o", tmp + "/o6", "hi"}, []string{"bloom", "llama"}},
 		{"no model", []string{"capture", "-o", tmp + "/o7", "hi"}, []string{"-m"}},
-		{"empty prompt", []string{"capture", "-m", model, "-o", tmp + "/o8", "  "}, []string{"empty"}},
+		{"empty prompt", []string{"capture", "-m", model, "-o", tmp + "/o8", "--prompt-file", writeFile(t, filepath.Join(tmp, "empty.txt"), "\n")}, []string{"empty"}},
 		{"prompt longer than context", []string{"capture", "-m", model, "-c", "64", "-o", tmp + "/o9", long}, []string{"context", "-c"}},
 		{"prompt longer than training context", []string{"capture", "-m", model, "-o", tmp + "/o9b", strings.Repeat(long, 10)}, []string{"trained", "-c"}},
 		{"unknown hook", []string{"capture", "-m", model, "--hooks", "resid_psot", "-o", tmp + "/o10", "hi"}, []string{"resid_psot", "resid_post"}},

@@ -131,7 +131,9 @@ func readOnePrompt(text, file string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if strings.TrimSpace(prompt) == "" {
+	// spaces are text (SentencePiece gives them tokens): only no text at
+	// all is refused
+	if prompt == "" {
 		return "", usageErr("the prompt is empty: give some text")
 	}
 	return prompt, nil

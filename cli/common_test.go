@@ -38,6 +38,10 @@ func TestPromptHelpers(t *testing.T) {
 	if err := os.WriteFile(blank, []byte(" \n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	empty := filepath.Join(t.TempDir(), "empty.txt")
+	if err := os.WriteFile(empty, []byte("\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := needPrompt(nil, ""); err == nil || !strings.Contains(err.Error(), "--prompt-file") || ExitCode(err) != ExitUsage {
 		t.Errorf("needPrompt without a prompt: %v", err)
 	}
@@ -55,8 +59,10 @@ func TestPromptHelpers(t *testing.T) {
 		{"text", "hello", "", "hello", false},
 		{"file, trailing newlines cut", "", file, "from a file", false},
 		{"both", "hello", file, "choose one", true},
-		{"empty text", "  ", "", "the prompt is empty", true},
-		{"blank file", "", blank, "the prompt is empty", true},
+		// spaces are text (they have tokens); no text at all is refused
+		{"spaces", "  ", "", "  ", false},
+		{"file of spaces", "", blank, " ", false},
+		{"empty file", "", empty, "the prompt is empty", true},
 		{"missing file", "", filepath.Join(t.TempDir(), "nope.txt"), "nope.txt", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

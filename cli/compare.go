@@ -77,7 +77,11 @@ Pythia (gptneox with a parallel residual) has no resid_mid.`,
 			if err := opts.Model.check(); err != nil {
 				return err
 			}
+			opts.Model.warnLimits(io)
 			opts.kindsSet = cmd.Flags().Changed("kinds")
+			if err := checkPosFlag(opts.Pos); err != nil {
+				return err
+			}
 			if opts.Top < 1 || opts.TopK < 1 || opts.LensK < 1 || opts.Neurons < 1 {
 				return usageErr("--top, --top-k, --lens-k and --neurons take numbers >= 1")
 			}
@@ -129,7 +133,9 @@ func compareRun(opts *CompareOptions) error {
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(a) == "" || strings.TrimSpace(b) == "" {
+	// a prompt of spaces is text (SentencePiece gives it tokens); only no
+	// text at all is refused here
+	if a == "" || b == "" {
 		return usageErr("compare needs two non-empty prompts: lldiff compare -m MODEL \"prompt A\" \"prompt B\" (or --a-file/--b-file)")
 	}
 	mode, _ := models.ParseLensMode(opts.LensNorm)
@@ -210,7 +216,9 @@ func printComparison(opts *CompareOptions, m *llamacpp.Model, doc *CompareJSON) 
 	if !opts.NoPredictions {
 		section(fmt.Sprintf("predictions (next token after A pos %d, B pos %d)", doc.Prompts[0].Pos, doc.Prompts[1].Pos))
 		var rows [][]string
-		for i := range opts.TopK {
+		// as many rows as there are predictions: --top-k is at most the
+		// vocabulary (analysis.Compare clamps it)
+		for i := range max(len(doc.Prompts[0].Top), len(doc.Prompts[1].Top)) {
 			r := []string{fmt.Sprint(i + 1), "", "", ""}
 			if i < len(doc.Prompts[0].Top) {
 				t := doc.Prompts[0].Top[i]

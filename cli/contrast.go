@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,15 +11,12 @@ import (
 
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/contrast"
-	"github.com/lldiff/lldiff/internal/npy"
+	"github.com/lldiff/lldiff/diff"
+	"github.com/lldiff/lldiff/internal/outfile"
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
-
-func init() {
-	extraCommands = append(extraCommands, func(io *IOStreams) *cobra.Command { return newCmdContrast(io, nil) })
-}
 
 // ContrastOptions are the options of `lldiff contrast`.
 type ContrastOptions struct {
@@ -91,6 +87,7 @@ docs/contrast.md).`,
 			if err := opts.Model.check(); err != nil {
 				return err
 			}
+			opts.Model.warnLimits(io)
 			switch {
 			case opts.Pairs != "" && (opts.AFile != "" || opts.BFile != ""):
 				return usageErr("give either --pairs FILE or --a FILE --b FILE, not both")
@@ -107,6 +104,9 @@ docs/contrast.md).`,
 			}
 			if _, err := lens.ParseMode(opts.LensNorm); err != nil {
 				return &UsageError{Err: err}
+			}
+			if err := checkPosFlag(opts.Pos); err != nil {
+				return err
 			}
 			if _, err := analysis.ParseRowSpec(opts.Pos); err != nil {
 				return &UsageError{Err: err}
@@ -187,11 +187,19 @@ func contrastRun(opts *ContrastOptions) error {
 	if opts.ExportCvec != "" && !strings.Contains(","+strings.ReplaceAll(opts.Kinds, " ", "")+",", ",resid_post,") {
 		return usageErr("--export-cvec needs resid_post among --kinds: llama.cpp adds control vectors to the residual stream after each layer")
 	}
-	// output paths first: a mistake there must not cost the whole run
+	// output paths first: a mistake there must not cost the whole run;
+	// the vectors are staged beside --save-vectors and locked from here on
+	var outDir *outfile.Dir
 	if opts.SaveVectors != "" {
 		if err := checkOutDir(opts.SaveVectors, "--save-vectors", opts.Force); err != nil {
 			return err
 		}
+		d, err := openOutDir(opts.SaveVectors, "--save-vectors", opts.Force)
+		if err != nil {
+			return err
+		}
+		defer d.Abort()
+		outDir = d
 	}
 	if opts.ExportCvec != "" {
 		if err := checkOutFile(opts.ExportCvec, "--export-cvec", opts.Force); err != nil {
@@ -220,19 +228,41 @@ func contrastRun(opts *ContrastOptions) error {
 	if err != nil {
 		return flagAdvice(err)
 	}
-	if opts.SaveVectors != "" {
-		idx, err := saveVectors(opts, m, res)
+	// the control vector is made before anything is written: a refusal
+	// leaves the outputs as they were
+	var cv *contrast.ControlVector
+	if opts.ExportCvec != "" {
+		var ex *analysis.ContrastExport
+		cv, ex, err = analysis.ControlVector(res, m.NLayer(), analysis.CvecOptions{
+			Method: opts.Method, Norm: opts.CvecNorm, Offset: opts.CvecOffset, ModelFile: filepath.Base(opts.Model.Model),
+		})
+		if err != nil {
+			return flagAdvice(err)
+		}
+		ex.File = opts.ExportCvec
+		res.Cvec = ex
+	}
+	if outDir != nil {
+		idx, err := saveVectors(opts, m, res, outDir)
 		if err != nil {
 			return err
 		}
 		res.Vectors = idx
 	}
-	if opts.ExportCvec != "" {
-		ex, err := exportCvec(opts, m, res)
-		if err != nil {
+	if cv != nil {
+		if err := checkOutFile(opts.ExportCvec, "--export-cvec", opts.Force); err != nil {
 			return err
 		}
-		res.Cvec = ex
+		// a GGUF writer's file: written under a temporary name, renamed
+		// into place, removed on an interrupt
+		if err := cv.WriteFile(opts.ExportCvec, opts.Force); err != nil {
+			return err
+		}
+	}
+	if outDir != nil {
+		if err := outDir.Commit(); err != nil {
+			return err
+		}
 	}
 	if opts.JSON {
 		return writeJSON(opts.IO.Out, res)
@@ -268,13 +298,10 @@ func parseKinds(spec string, m *llamacpp.Model) ([]models.Kind, error) {
 	return kinds, nil
 }
 
-func saveVectors(opts *ContrastOptions, m *llamacpp.Model, res *ContrastJSON) (*analysis.VectorIndex, error) {
-	if err := checkOutDir(opts.SaveVectors, "--save-vectors", opts.Force); err != nil {
-		return nil, err
-	}
-	if err := makeOutDir(opts.SaveVectors); err != nil {
-		return nil, err
-	}
+// saveVectors writes each hook's mean difference and PC1 as .npy, with an
+// index.json that records each file's size, into the staging directory of
+// out.
+func saveVectors(opts *ContrastOptions, m *llamacpp.Model, res *ContrastJSON, out *outfile.Dir) (*analysis.VectorIndex, error) {
 	idx := &analysis.VectorIndex{
 		Model: opts.Model.Model, Arch: m.Arch(), A: res.A.Source, B: res.B.Source,
 		Paired: res.Paired, Positions: res.Positions,
@@ -285,50 +312,23 @@ func saveVectors(opts *ContrastOptions, m *llamacpp.Model, res *ContrastJSON) (*
 			method string
 			vec    []float32
 			norm   float64
-		}{{"mean_diff", st.MeanDiff, st.Norm}, {"pc1", st.PC.Vec, contrast.Norm(st.PC.Vec)}} {
+		}{{"mean_diff", st.MeanDiff, st.Norm}, {"pc1", st.PC.Vec, diff.Norm(st.PC.Vec)}} {
 			name := fmt.Sprintf("%s.%s.npy", h.Name(), v.method)
-			if err := npy.WriteFile(filepath.Join(opts.SaveVectors, name), []int{len(v.vec)}, v.vec); err != nil {
+			size, err := writeStagedNpy(out, name, []int{len(v.vec)}, v.vec)
+			if err != nil {
 				return nil, err
 			}
 			idx.Files = append(idx.Files, analysis.VectorFile{
 				File: name, Hook: h.Name(), Kind: string(h.Kind), Layer: h.Layer, Method: v.method,
-				Shape: []int{len(v.vec)}, Norm: v.norm, Separation: analysis.Finite(st.Separation),
+				Shape: []int{len(v.vec)}, Bytes: size, Norm: v.norm, Separation: analysis.Finite(st.Separation),
 			})
 		}
 	}
-	f, err := os.Create(filepath.Join(opts.SaveVectors, "index.json"))
-	if err != nil {
-		return nil, err
-	}
-	if err := writeJSON(f, idx); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
+	if err := writeStagedJSON(out, idx); err != nil {
 		return nil, err
 	}
 	idx.Dir = opts.SaveVectors
 	return idx, nil
-}
-
-// exportCvec writes the resid_post directions as a llama.cpp control
-// vector: the vector of resid_post.L as direction.(L+offset), for the
-// layers llama.cpp can add to (1..n_layer−1).
-func exportCvec(opts *ContrastOptions, m *llamacpp.Model, res *ContrastJSON) (*analysis.ContrastExport, error) {
-	cv, ex, err := analysis.ControlVector(res, m.NLayer(), analysis.CvecOptions{
-		Method: opts.Method, Norm: opts.CvecNorm, Offset: opts.CvecOffset, ModelFile: filepath.Base(opts.Model.Model),
-	})
-	if err != nil {
-		return nil, flagAdvice(err)
-	}
-	ex.File = opts.ExportCvec
-	if err := checkOutFile(opts.ExportCvec, "--export-cvec", opts.Force); err != nil {
-		return nil, err
-	}
-	if err := cv.WriteFile(opts.ExportCvec, opts.Force); err != nil {
-		return nil, err
-	}
-	return ex, nil
 }
 
 func printContrast(opts *ContrastOptions, m *llamacpp.Model, doc *ContrastJSON) error {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/contrast"
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/internal/npy"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
@@ -417,11 +418,11 @@ func TestContrastSaveVectors(t *testing.T) {
 		norms[c.Hook] = c.MeanDiffNorm
 	}
 	for _, f := range idx.Files {
-		v, err := readNpyVector(filepath.Join(dir, f.File))
+		v, err := analysis.ReadNpyVector(filepath.Join(dir, f.File))
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := contrast.Norm(v)
+		n := diff.Norm(v)
 		want := 1.0
 		if f.Method == "mean_diff" {
 			want = norms[f.Hook]

@@ -3,7 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+
+	"github.com/lldiff/lldiff/internal/safetext"
 
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/models"
@@ -36,6 +39,12 @@ func ExitCode(err error) int {
 		return ExitUsage
 	}
 	return ExitError
+}
+
+// PrintError prints err as lldiff reports a failure, "lldiff: " and the
+// message, escaped: messages quote paths, names and text from files.
+func PrintError(w io.Writer, err error) {
+	fmt.Fprintln(w, "lldiff:", safetext.Lines(err.Error()))
 }
 
 // flagAdvice turns the typed errors of the analyses and engines into the

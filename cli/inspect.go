@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lldiff/lldiff/contrast"
+	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -154,17 +155,18 @@ func inspectRun(opts *InspectOptions) error {
 	if opts.JSON {
 		return writeJSON(opts.IO.Out, doc)
 	}
-	out := opts.IO.Out
-	fmt.Fprintf(out, "%s: GGUF v%d, %s\n", opts.Path, doc.GGUFVersion, human(uint64(doc.FileBytes)))
+	// the text output escapes every string: most come from the file
+	out, esc := opts.IO.Out, safetext.Terminal
+	fmt.Fprintf(out, "%s: GGUF v%d, %s\n", esc(opts.Path), doc.GGUFVersion, human(uint64(doc.FileBytes)))
 	tied := ""
 	if doc.Tied {
 		tied = ", tied embeddings (no output.weight)"
 	}
 	if doc.VocabOnly {
-		fmt.Fprintf(out, "vocab only (no weights): %s tokenizer, %d tokens\n", doc.Tokenizer, doc.Vocab)
+		fmt.Fprintf(out, "vocab only (no weights): %s tokenizer, %d tokens\n", esc(doc.Tokenizer), doc.Vocab)
 	} else {
 		fmt.Fprintf(out, "architecture %s %q, %d layers, d_model %d, %d heads (%d KV heads) of %d, d_ff %d%s\n",
-			doc.Arch, doc.Name, doc.Layers, doc.DModel, doc.Heads, doc.KVHeads, doc.DHead, doc.DFF, tied)
+			esc(doc.Arch), doc.Name, doc.Layers, doc.DModel, doc.Heads, doc.KVHeads, doc.DHead, doc.DFF, tied)
 		pos := fmt.Sprintf("rope base %g", doc.RopeBase)
 		switch {
 		case info.LearnedPositions:
@@ -177,7 +179,7 @@ func inspectRun(opts *InspectOptions) error {
 			norm = "LayerNorm eps"
 		}
 		fmt.Fprintf(out, "vocabulary %d (%s tokenizer), trained context %d, %s, %s %g, %d parameters, file type %s\n",
-			doc.Vocab, doc.Tokenizer, doc.ContextTrain, pos, norm, doc.NormEps, doc.Params, doc.FileType)
+			doc.Vocab, esc(doc.Tokenizer), doc.ContextTrain, pos, norm, doc.NormEps, doc.Params, esc(doc.FileType))
 		if info.ParallelResidual {
 			fmt.Fprintln(out, "parallel residual: attention and MLP read the same layer input (no resid_mid)")
 		}
@@ -185,7 +187,7 @@ func inspectRun(opts *InspectOptions) error {
 	if len(doc.TensorTypes) > 0 {
 		var rows [][]string
 		for _, t := range doc.TensorTypes {
-			rows = append(rows, []string{t.Type, fmt.Sprint(t.Count), fmt.Sprint(t.Elements), human(t.Bytes)})
+			rows = append(rows, []string{esc(t.Type), fmt.Sprint(t.Count), fmt.Sprint(t.Elements), human(t.Bytes)})
 		}
 		if err := table(opts.IO, []string{"type", "tensors", "elements", "bytes"}, rows); err != nil {
 			return err
@@ -194,17 +196,17 @@ func inspectRun(opts *InspectOptions) error {
 	if len(doc.Hooks) > 0 {
 		var rows [][]string
 		for _, h := range doc.Hooks {
-			rows = append(rows, []string{h.Hook, h.Short, h.Node})
+			rows = append(rows, []string{esc(h.Hook), esc(h.Short), esc(h.Node)})
 		}
 		if err := table(opts.IO, []string{"hook", "short", "llama.cpp node"}, rows); err != nil {
 			return err
 		}
 		for _, n := range doc.Notes {
-			fmt.Fprintln(out, "note:", n)
+			fmt.Fprintln(out, "note:", esc(n))
 		}
 	}
 	if doc.RunnableProblem != "" {
-		fmt.Fprintln(out, "cannot run:", doc.RunnableProblem)
+		fmt.Fprintln(out, "cannot run:", esc(doc.RunnableProblem))
 	}
 	return nil
 }
@@ -226,12 +228,12 @@ func inspectCvec(opts *InspectOptions, f *models.File) error {
 			ControlVector cvecInfoJSON `json:"control_vector"`
 		}{opts.Path, f.FileSize, f.Version, "controlvector", info})
 	}
-	out := opts.IO.Out
-	fmt.Fprintf(out, "%s: GGUF v%d, %s\n", opts.Path, f.Version, human(uint64(f.FileSize)))
+	out, path := opts.IO.Out, safetext.Terminal(opts.Path)
+	fmt.Fprintf(out, "%s: GGUF v%d, %s\n", path, f.Version, human(uint64(f.FileSize)))
 	fmt.Fprintf(out, "control vector: %d directions of %d values at layers %s, model hint %q", info.Directions, info.Width, intRanges(info.Layers), info.ModelHint)
 	if info.Offset >= 0 {
 		fmt.Fprintf(out, ", layer offset %d", info.Offset)
 	}
-	fmt.Fprintf(out, "\nnot a model: steer with it (lldiff steer -m MODEL --cvec %s) or compare it (lldiff vec)\n", opts.Path)
+	fmt.Fprintf(out, "\nnot a model: steer with it (lldiff steer -m MODEL --cvec %s) or compare it (lldiff vec)\n", path)
 	return nil
 }

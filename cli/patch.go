@@ -4,18 +4,14 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lldiff/lldiff/analysis"
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/models"
 )
-
-func init() {
-	extraCommands = append(extraCommands, func(io *IOStreams) *cobra.Command { return newCmdPatch(io, nil) })
-}
 
 // PatchOptions are the options of `lldiff patch`.
 type PatchOptions struct {
@@ -88,7 +84,14 @@ variant alone from position 0 (bit-identical to a plain run, slower).`,
 			if err := opts.Model.check(); err != nil {
 				return err
 			}
+			opts.Model.warnLimits(io)
+			if cmd.Flags().Changed("top") && opts.Top == 0 {
+				return usageErr("--top 0 would patch nothing: give a number >= 1, or leave --top out for 10")
+			}
 			if err := opts.check(); err != nil {
+				return err
+			}
+			if err := checkPosFlag(opts.Pos); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -176,34 +179,20 @@ func parsePatchKinds(s string) ([]models.Kind, error) {
 	return kinds, nil
 }
 
-// parseLayers parses --layers for a model of n layers.
+// parseLayers parses --layers for a model of n layers (diff.ParseLayers:
+// all, layers such as 0,3,-1, ranges such as 2:5).
 func parseLayers(s string, n int) ([]int, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || s == "all" || s == "*" {
-		ls := make([]int, n)
-		for i := range ls {
-			ls[i] = i
-		}
-		return ls, nil
+	l, err := diff.ParseLayers("--layers", s)
+	if err != nil {
+		return nil, &UsageError{Err: err}
 	}
-	var ls []int
-	for _, part := range strings.Split(s, ",") {
-		l, err := strconv.Atoi(strings.TrimSpace(part))
-		if err != nil {
-			return nil, usageErr("--layers: %q is not a layer number (give all, or numbers such as 0,3,-1)", part)
-		}
-		orig := l
-		if l < 0 {
-			l += n
-		}
-		if l < 0 || l >= n {
-			return nil, usageErr("--layers: layer %d is out of range: the model has %d layers (0..%d, or -1..-%d from the end)", orig, n, n-1, n)
-		}
-		if !slices.Contains(ls, l) {
-			ls = append(ls, l)
-		}
+	ls, err := l.Resolve(n)
+	if err != nil {
+		return nil, &UsageError{Err: err}
 	}
-	slices.Sort(ls)
+	if len(ls) == 0 {
+		return nil, usageErr("--layers %q: no layer of the model's %d (0..%d) is in the range", s, n, n-1)
+	}
 	return ls, nil
 }
 
@@ -219,7 +208,7 @@ func patchRun(opts *PatchOptions) error {
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(clean) == "" || strings.TrimSpace(corrupt) == "" {
+	if clean == "" || corrupt == "" {
 		return usageErr("the clean and the corrupt prompt must both have text")
 	}
 	kinds, _ := parsePatchKinds(opts.Kinds)

@@ -347,7 +347,11 @@ func TestPatchBadInputs(t *testing.T) {
 		{"no answer", with(), true, []string{"--answer"}},
 		{"no clean", []string{"patch", "-m", model, "--corrupt", "x", "--answer", " a"}, true, []string{"--clean"}},
 		{"no corrupt", []string{"patch", "-m", model, "--clean", "x", "--answer", " a"}, true, []string{"--corrupt"}},
-		{"empty prompt", []string{"patch", "-m", model, "--clean", "  ", "--corrupt", "x", "--answer", " a"}, true, []string{"text"}},
+		// a prompt of spaces is text with tokens; a file with no text is not
+		{"empty prompt", []string{"patch", "-m", model, "--clean-file", writeFile(t, filepath.Join(t.TempDir(), "empty.txt"), "\n"), "--corrupt", "x", "--answer", " a"}, true, []string{"text"}},
+		{"top 0", with("--answer", " she", "--from-compare", "--top", "0"), true, []string{"--top 0"}},
+		{"empty pos", with("--answer", " she", "--pos", ""), true, []string{"--pos is empty"}},
+		{"pos -0", with("--answer", " she", "--pos", "-0"), true, []string{`"-0" is not a position`, "-1"}},
 		{"no model", []string{"patch", "--clean", "a", "--corrupt", "b", "--answer", " a"}, true, []string{"-m"}},
 		{"unknown kind", with("--answer", " she", "--kinds", "resid_post,attn_outt"), true, []string{"attn_outt", "attn_out"}},
 		{"kind with layer", with("--answer", " she", "--kinds", "resid_post.3"), true, []string{"resid_post.3", "--layers"}},

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"image/color"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/lldiff/lldiff/analysis"
+	"github.com/lldiff/lldiff/internal/outfile"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/palette"
@@ -243,29 +243,23 @@ func writePatchPlot(path string, doc *PatchJSON) error {
 	cbc := draw.Crop(dc, w-plotColorW+0.15*vg.Inch, -(plotColorW - 0.15*vg.Inch - plotColorBarW), 0.6*vg.Inch, -plotHeaderH-0.2*vg.Inch)
 	cb.Draw(cbc)
 
-	// a finished file replaces path: never a half-written picture
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	// a finished file replaces path: never a half-written picture, and
+	// the temporary file is removed on an error or an interrupt
+	f, err := outfile.Create(path)
 	if err != nil {
 		return err
 	}
+	defer f.Abort()
 	if _, err := c.WriteTo(f); err != nil {
-		f.Close()
-		os.Remove(f.Name())
 		return err
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
+	if err := f.Chmod(0o644); err != nil {
 		return err
 	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		os.Remove(f.Name())
-		return err
+	if testHook != nil {
+		testHook("plot written")
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
+	return f.Commit()
 }
 
 // colorTicks labels the colour scale at −lim, −1, 0, 1, lim, with what 0 and

@@ -36,17 +36,7 @@ Hooks use TransformerLens names (blocks.3.hook_resid_post) or short forms
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &UsageError{Err: err}
 	})
-	root.AddCommand(
-		newCmdDevices(io, nil),
-		newCmdInspect(io, nil),
-		newCmdTokenize(io, nil),
-		newCmdCapture(io, nil),
-		newCmdCompare(io, nil),
-		newCmdSynth(io, nil),
-	)
-	for _, newCmd := range extraCommands {
-		root.AddCommand(newCmd(io))
-	}
+	root.AddCommand(commands(io)...)
 	// The root runs (it prints the help) so that cobra checks its
 	// arguments here, where an unknown command becomes a usage error.
 	root.RunE = func(c *cobra.Command, args []string) error { return c.Help() }
@@ -115,8 +105,3 @@ func NormalizeArgs(args []string) []string {
 	}
 	return out
 }
-
-// extraCommands are commands that register themselves from their own files
-// (func init() { extraCommands = append(extraCommands, ...) }), so that
-// commands can be added without editing this file.
-var extraCommands []func(io *IOStreams) *cobra.Command

@@ -12,32 +12,30 @@ import (
 
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/contrast"
-	"github.com/lldiff/lldiff/lens"
-	"github.com/lldiff/lldiff/llamacpp"
+	"github.com/lldiff/lldiff/diff"
+	"github.com/lldiff/lldiff/internal/safetext"
 )
 
-func init() {
-	extraCommands = append(extraCommands, func(io *IOStreams) *cobra.Command { return newCmdSteer(io, nil) })
-}
-
-// SteerOptions are the options of `lldiff steer`.
+// SteerOptions are the options of `lldiff steer`, parsed and checked.
 type SteerOptions struct {
 	IO         *IOStreams
 	Model      modelFlags
 	Prompt     string
 	PromptFile string
 	Cvec       string
-	Scale      string
-	N          int
-	LayerRange string
-	TopK       int
-	Answers    []string
-	IgnoreEOS  bool
-	JSON       bool
+	// Scales are the parsed --scale; Layers the parsed --layer-range.
+	Scales    []float64
+	Layers    diff.Layers
+	N         int
+	TopK      int
+	Answers   []string
+	IgnoreEOS bool
+	JSON      bool
 }
 
 func newCmdSteer(io *IOStreams, runF func(*SteerOptions) error) *cobra.Command {
 	opts := &SteerOptions{IO: io}
+	var scale, layerRange string
 	cmd := &cobra.Command{
 		Use:   "steer -m MODEL --cvec FILE [--scale S | --scale FROM:TO:STEP] \"PROMPT\"",
 		Short: "Generate with and without a control vector and show how the next-token distribution shifts",
@@ -55,7 +53,8 @@ negative scales steer toward B, scales beyond the measured ±1 extrapolate),
 or a list (0,2,8).
 
 --layer-range FROM:TO applies only directions FROM..TO (inclusive), as
-llama.cpp's --control-vector-layer-range does.`,
+llama.cpp's --control-vector-layer-range does; negative layers count from
+the last (-3:-1).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -70,10 +69,11 @@ llama.cpp's --control-vector-layer-range does.`,
 			if err := needPrompt(args, opts.PromptFile); err != nil {
 				return err
 			}
-			if _, err := parseScales(opts.Scale); err != nil {
+			var err error
+			if opts.Scales, err = parseScales(scale); err != nil {
 				return &UsageError{Err: err}
 			}
-			if _, _, err := parseLayerRange(opts.LayerRange); err != nil {
+			if opts.Layers, err = parseLayerRange(layerRange); err != nil {
 				return &UsageError{Err: err}
 			}
 			if opts.N < 0 || opts.TopK < 1 {
@@ -88,9 +88,9 @@ llama.cpp's --control-vector-layer-range does.`,
 	opts.Model.register(cmd, true)
 	f := cmd.Flags()
 	f.StringVar(&opts.Cvec, "cvec", "", "control vector GGUF file (general.architecture = controlvector)")
-	f.StringVar(&opts.Scale, "scale", "1", "scale: S, a sweep FROM:TO:STEP, or a list S1,S2,...")
+	f.StringVar(&scale, "scale", "1", "scale: S, a sweep FROM:TO:STEP, or a list S1,S2,...")
 	f.IntVarP(&opts.N, "n-predict", "n", 32, "tokens to generate (greedy)")
-	f.StringVar(&opts.LayerRange, "layer-range", "", "apply only directions FROM:TO (inclusive), like llama.cpp's --control-vector-layer-range")
+	f.StringVar(&layerRange, "layer-range", "", "apply only directions FROM:TO (inclusive), like llama.cpp's --control-vector-layer-range")
 	f.IntVar(&opts.TopK, "top-k", 5, "tokens shown per distribution")
 	f.StringArrayVar(&opts.Answers, "answer", nil, "score a continuation at every scale, e.g. --answer \" she\" (repeatable)")
 	f.BoolVar(&opts.IgnoreEOS, "ignore-eos", false, "keep generating after an end-of-generation token")
@@ -142,77 +142,27 @@ func parseScales(s string) ([]float64, error) {
 	return out, nil
 }
 
-// parseLayerRange parses "FROM:TO" (inclusive); "" is every layer.
-func parseLayerRange(s string) (from, to int, err error) {
-	if strings.TrimSpace(s) == "" {
-		return 0, math.MaxInt32, nil
+// parseLayerRange parses --layer-range: FROM:TO (inclusive), or every
+// layer when empty.
+func parseLayerRange(s string) (diff.Layers, error) {
+	l, err := diff.ParseLayers("--layer-range", s)
+	if err != nil {
+		return l, err
 	}
-	a, b, ok := strings.Cut(s, ":")
-	from, err1 := strconv.Atoi(strings.TrimSpace(a))
-	to, err2 := strconv.Atoi(strings.TrimSpace(b))
-	if !ok || err1 != nil || err2 != nil || from < 0 || to < from {
-		return 0, 0, fmt.Errorf("--layer-range %q: use FROM:TO, two layers with FROM <= TO, such as 2:5", s)
+	if !l.All() && !l.IsRange() {
+		return l, fmt.Errorf("--layer-range %q: use FROM:TO, two layers with FROM <= TO, such as 2:5", s)
 	}
-	return from, to, nil
+	return l, nil
 }
 
 // SteerJSON is the document `steer --json` prints.
-type SteerJSON struct {
-	Model    string           `json:"model"`
-	Cvec     steerCvecJSON    `json:"control_vector"`
-	Prompt   string           `json:"prompt"`
-	Tokens   []analysis.Token `json:"tokens"`
-	N        int              `json:"n_predict"`
-	Warnings []string         `json:"warnings"`
-	// Baseline is scale 0: no vector.
-	Baseline steerStepJSON   `json:"baseline"`
-	Scales   []steerStepJSON `json:"scales"`
-}
-
-type steerCvecJSON struct {
-	File      string `json:"file"`
-	ModelHint string `json:"model_hint"`
-	// Layers are the layers whose direction is applied.
-	Layers []int `json:"layers"`
-	// Offset is the file's lldiff.layer_offset (-1 when it does not say).
-	Offset int               `json:"layer_offset"`
-	Meta   map[string]string `json:"meta,omitempty"`
-}
-
-type steerStepJSON struct {
-	Scale  float64          `json:"scale"`
-	Text   string           `json:"text"`
-	Tokens []analysis.Token `json:"generated"`
-	// KL is KL(steered ‖ scale 0) of the next-token distributions after
-	// the prompt, in nats.
-	KL      float64              `json:"kl"`
-	Top     []analysis.PredToken `json:"top"`
-	Gains   []shiftTokenJSON     `json:"gains"`
-	Losses  []shiftTokenJSON     `json:"losses"`
-	Answers []steerAnsJSON       `json:"answers,omitempty"`
-}
-
-type shiftTokenJSON struct {
-	ID    int32   `json:"id"`
-	Piece string  `json:"piece"`
-	Base  float64 `json:"base_prob"`
-	Prob  float64 `json:"prob"`
-	Delta float64 `json:"delta"`
-}
-
-type steerAnsJSON struct {
-	Text    string  `json:"text"`
-	LogProb float64 `json:"logprob"`
-	Prob    float64 `json:"prob"`
-}
+type SteerJSON = analysis.SteerResult
 
 func steerRun(opts *SteerOptions) error {
 	prompt, err := readOnePrompt(opts.Prompt, opts.PromptFile)
 	if err != nil {
 		return err
 	}
-	scales, _ := parseScales(opts.Scale)
-	from, to, _ := parseLayerRange(opts.LayerRange)
 	cv, err := contrast.ReadControlVector(opts.Cvec)
 	if err != nil {
 		return err
@@ -222,167 +172,31 @@ func steerRun(opts *SteerOptions) error {
 		return err
 	}
 	defer m.Close()
-	doc := SteerJSON{Model: opts.Model.Model, Prompt: prompt, N: opts.N, Warnings: []string{}}
-	if cv.NEmbd() != m.NEmbd() {
-		return fmt.Errorf("%s has directions of %d values but %s has d_model %d: the control vector was made for another model", opts.Cvec, cv.NEmbd(), m.Path, m.NEmbd())
-	}
-	if cv.ModelHint != "" && cv.ModelHint != m.Arch() {
-		doc.Warnings = append(doc.Warnings, fmt.Sprintf("the control vector's model_hint is %q, the model is %q", cv.ModelHint, m.Arch()))
-	}
-	if cv.Offset > 0 {
-		doc.Warnings = append(doc.Warnings, fmt.Sprintf("the file follows cvector-generator's layer convention (offset %d): direction.N was measured at resid_post.%s and is added, as llama.cpp adds it, at layer N", cv.Offset, "N−"+strconv.Itoa(cv.Offset)))
-	}
-	unit, dropped := cv.PerLayer(m.NLayer(), 1, from, to)
-	if len(dropped) > 0 {
-		doc.Warnings = append(doc.Warnings, fmt.Sprintf("directions for layers %v are ignored: the model has layers 0..%d (llama.cpp ignores them too)", dropped, m.NLayer()-1))
-	}
-	var applied []int
-	for l, v := range unit {
-		if v != nil {
-			applied = append(applied, l)
-		}
-	}
-	if len(applied) == 0 {
-		return usageErr("no direction of %s falls in the layer range %s of this %d-layer model", opts.Cvec, opts.LayerRange, m.NLayer())
-	}
-	if !slices.ContainsFunc(applied, func(l int) bool { return contrast.Norm(unit[l]) > 0 }) {
-		doc.Warnings = append(doc.Warnings, fmt.Sprintf("every applied direction of %s is zero: steering with it changes nothing", opts.Cvec))
-	}
-	doc.Cvec = steerCvecJSON{File: opts.Cvec, ModelHint: cv.ModelHint, Layers: applied, Offset: cv.Offset, Meta: cv.Meta}
-	tokenized, err := tokenizePrompts(m, opts.Model.tokenizeOptions(), prompt)
+	doc, err := analysis.Steer(opts.Model.engine(m), analysis.SteerOptions{
+		Model: opts.Model.Model, Prompt: prompt, Tokenize: opts.Model.tokenizeOptions(),
+		Vector: cv, VectorFile: opts.Cvec, Scales: opts.Scales, Layers: opts.Layers,
+		N: opts.N, TopK: opts.TopK, Answers: opts.Answers, IgnoreEOS: opts.IgnoreEOS,
+	})
 	if err != nil {
-		return err
-	}
-	ids := tokenized[0]
-	doc.Tokens = analysis.Tokens(m, ids)
-
-	// answers: prompt + answer tokens, scored in one extra decode per scale
-	type answer struct {
-		text string
-		seq  []int32
-	}
-	var answers []answer
-	for _, a := range opts.Answers {
-		tail, _, err := analysis.AnswerTokens(m, prompt, ids, a, opts.Model.tokenizeOptions())
-		if err != nil {
-			return err
-		}
-		answers = append(answers, answer{a, slices.Concat(ids, tail)})
-	}
-	seqs := [][]int32{slices.Concat(ids, make([]int32, opts.N))}
-	for _, a := range answers {
-		seqs = append(seqs, a.seq)
-	}
-	ctx, err := opts.Model.context(m, seqs, max(1, len(answers)))
-	if err != nil {
-		return fmt.Errorf("the prompt (%d tokens) and -n %d generated tokens (counted together here) do not fit: %w; or lower -n", len(ids), opts.N, err)
-	}
-	defer ctx.Close()
-	// The vector is on from the first decode (zeros for scale 0): llama.cpp
-	// then keeps the same graph and reads each new scale's values.
-	if err := ctx.SetControlVector(make([][]float32, m.NLayer())); err != nil {
-		return err
-	}
-	run := func(scale float64) (*llamacpp.Generation, []steerAnsJSON, error) {
-		dirs := make([][]float32, len(unit))
-		for l, v := range unit {
-			if v == nil || scale == 0 {
-				continue
-			}
-			dirs[l] = make([]float32, len(v))
-			for i, x := range v {
-				dirs[l][i] = float32(float64(x) * scale)
-			}
-		}
-		if err := ctx.SetControlVector(dirs); err != nil {
-			return nil, nil, err
-		}
-		g, err := ctx.Generate(ids, llamacpp.GenerateOptions{N: opts.N, StopAtEOG: !opts.IgnoreEOS})
-		if err != nil {
-			return nil, nil, err
-		}
-		if degenerate(g.First) {
-			return nil, nil, fmt.Errorf("at --scale %g the model's output breaks down (its logits are all equal, NaN or infinite): the vector times the scale overflows float32 inside the model; use a smaller scale", scale)
-		}
-		var scores []steerAnsJSON
-		if len(answers) > 0 {
-			var aseqs [][]int32
-			for _, a := range answers {
-				aseqs = append(aseqs, a.seq)
-			}
-			caches, err := ctx.Run(aseqs, llamacpp.RunOptions{})
-			if err != nil {
-				return nil, nil, err
-			}
-			for i, a := range answers {
-				_, lp := analysis.ScoreAnswer(m, caches[i], len(ids))
-				scores = append(scores, steerAnsJSON{Text: a.text, LogProb: lp, Prob: math.Exp(lp)})
-			}
-		}
-		return g, scores, nil
-	}
-	base, baseAns, err := run(0)
-	if err != nil {
-		return err
-	}
-	baseProbs := lens.Softmax(nil, base.First)
-	doc.Baseline = steerStep(m, 0, base, baseAns, baseProbs, opts.TopK)
-	for _, s := range scales {
-		g, ans := base, baseAns
-		if s != 0 {
-			if g, ans, err = run(s); err != nil {
-				return err
-			}
-		}
-		doc.Scales = append(doc.Scales, steerStep(m, s, g, ans, baseProbs, opts.TopK))
+		return flagAdvice(err)
 	}
 	if opts.JSON {
 		return writeJSON(opts.IO.Out, doc)
 	}
-	return printSteer(opts, &doc, doc.Baseline)
+	return printSteer(opts, doc, doc.Baseline)
 }
 
-func steerStep(m *llamacpp.Model, scale float64, g *llamacpp.Generation, ans []steerAnsJSON, base []float32, k int) steerStepJSON {
-	probs := lens.Softmax(nil, g.First)
-	st := steerStepJSON{Scale: scale, Tokens: analysis.Tokens(m, g.Tokens), Answers: ans}
-	var text strings.Builder
-	for _, id := range g.Tokens {
-		text.Write(m.Piece(id))
-	}
-	st.Text = text.String()
-	for _, t := range lens.TopK(g.First, k) {
-		st.Top = append(st.Top, analysis.PredToken{ID: t.ID, Piece: m.Printable(t.ID), Prob: float64(probs[t.ID]), Logit: t.Value})
-	}
-	delta := make([]float32, len(probs))
-	for i := range probs {
-		p, q := float64(probs[i]), float64(base[i])
-		delta[i] = float32(p - q)
-		if p > 0 && q > 0 {
-			st.KL += p * math.Log(p/q)
-		}
-	}
-	shift := func(ts []lens.Token) []shiftTokenJSON {
-		var out []shiftTokenJSON
-		for _, t := range ts {
-			out = append(out, shiftTokenJSON{ID: t.ID, Piece: m.Printable(t.ID), Base: float64(base[t.ID]), Prob: float64(probs[t.ID]), Delta: t.Value})
-		}
-		return out
-	}
-	st.Gains, st.Losses = shift(lens.TopK(delta, k)), shift(lens.BottomK(delta, k))
-	if scale == 0 {
-		st.Gains, st.Losses = nil, nil
-	}
-	return st
-}
-
-func printSteer(opts *SteerOptions, doc *SteerJSON, base steerStepJSON) error {
+func printSteer(opts *SteerOptions, doc *SteerJSON, base analysis.SteerStep) error {
 	out := opts.IO.Out
 	cv := doc.Cvec
-	fmt.Fprintf(out, "control vector %s: directions at layers %s", filepath.Base(cv.File), intRanges(cv.Layers))
+	// the lldiff.* strings are the file's: escaped, as every string from
+	// a file
+	meta := func(k string) string { return safetext.Terminal(cv.Meta[k]) }
+	fmt.Fprintf(out, "control vector %s: directions at layers %s", safetext.Terminal(filepath.Base(cv.File)), intRanges(cv.Layers))
 	if cv.Meta["method"] != "" {
-		fmt.Fprintf(out, " (%s, %s", cv.Meta["method"], cv.Meta["norm"])
+		fmt.Fprintf(out, " (%s, %s", meta("method"), meta("norm"))
 		if cv.Meta["a"] != "" {
-			fmt.Fprintf(out, "; A %s, B %s", cv.Meta["a"], cv.Meta["b"])
+			fmt.Fprintf(out, "; A %s, B %s", meta("a"), meta("b"))
 		}
 		fmt.Fprint(out, ")")
 	}
@@ -488,21 +302,4 @@ func intRanges(xs []int) string {
 		i = j + 1
 	}
 	return strings.Join(parts, ",")
-}
-
-// degenerate reports whether logits carry no prediction: a NaN or an
-// infinity, or every logit equal (a residual that overflowed float32 is
-// normalised to zeros).
-func degenerate(logits []float32) bool {
-	if len(logits) == 0 {
-		return false
-	}
-	lo, hi := logits[0], logits[0]
-	for _, x := range logits {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return true
-		}
-		lo, hi = min(lo, x), max(hi, x)
-	}
-	return lo == hi
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lldiff/lldiff/internal/outfile"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
@@ -51,6 +52,15 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Out == "" {
 				return usageErr("no output file: pass -o FILE.gguf")
+			}
+			// a shape flag given as 0 would silently keep the preset's value
+			for _, name := range []string{"layers", "d-model", "heads", "kv-heads", "d-ff", "ctx"} {
+				if v, _ := cmd.Flags().GetInt(name); cmd.Flags().Changed(name) && v <= 0 {
+					return usageErr("--%s %d: give a positive number, or leave --%s out to keep the preset's", name, v, name)
+				}
+			}
+			if opts.Tied && opts.Untied {
+				return usageErr("--tied and --untied contradict each other: give one of them (or neither, for the preset's choice)")
 			}
 			if runF != nil {
 				return runF(opts)
@@ -143,6 +153,8 @@ func synthRun(opts *SynthOptions) error {
 		}
 		tmp := tf.Name()
 		tf.Close()
+		// removed on return, and on SIGINT/SIGTERM too
+		defer outfile.Track(tmp)()
 		defer os.Remove(tmp)
 		spec.Overwrite = true
 		if err := models.WriteSynthetic(tmp, spec); err != nil {

@@ -45,9 +45,12 @@ Works on vocab-only GGUF files too.`,
 }
 
 type tokenizedJSON struct {
-	Text   string           `json:"text"`
-	BOS    bool             `json:"bos"`
-	Tokens []analysis.Token `json:"tokens"`
+	Text string `json:"text"`
+	// BOS says whether the tokenizer added a BOS token (not one that
+	// came from the text with --special: bos_from_text).
+	analysis.BOSInfo
+	Warnings []string         `json:"warnings,omitempty"`
+	Tokens   []analysis.Token `json:"tokens"`
 	// Words lists the words split into more than one token.
 	Words []analysis.Word `json:"split_words"`
 }
@@ -65,8 +68,11 @@ func tokenizeRun(opts *TokenizeOptions) error {
 			return err
 		}
 		toks := analysis.Tokens(m, ids)
-		bos := len(ids) > 0 && ids[0] == m.BOS() && m.BOS() >= 0
-		docs = append(docs, tokenizedJSON{Text: text, BOS: bos, Tokens: toks, Words: analysis.SplitWords(toks)})
+		to := opts.Model.tokenizeOptions()
+		docs = append(docs, tokenizedJSON{
+			Text: text, BOSInfo: analysis.BOSOf(m, to, ids), Warnings: analysis.BOSWarnings(m, to, fmt.Sprintf("%q", text), ids),
+			Tokens: toks, Words: analysis.SplitWords(toks),
+		})
 	}
 	if opts.JSON {
 		return writeJSON(opts.IO.Out, struct {
@@ -79,11 +85,10 @@ func tokenizeRun(opts *TokenizeOptions) error {
 		if i > 0 {
 			fmt.Fprintln(out)
 		}
-		bos := "no BOS"
-		if d.BOS {
-			bos = "BOS added"
+		fmt.Fprintf(out, "%q → %d tokens (%s)\n", d.Text, len(d.Tokens), d.BOSInfo.Describe())
+		for _, w := range d.Warnings {
+			fmt.Fprintln(out, "warning:", w)
 		}
-		fmt.Fprintf(out, "%q → %d tokens (%s)\n", d.Text, len(d.Tokens), bos)
 		var rows [][]string
 		for _, t := range d.Tokens {
 			rows = append(rows, []string{fmt.Sprint(t.Pos), fmt.Sprint(t.ID), t.Piece, t.Kind})

@@ -3,6 +3,7 @@ package contrast
 import (
 	"math"
 
+	"github.com/lldiff/lldiff/diff"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -59,7 +60,7 @@ func PC1(x *Samples, center bool, start []float64) PC {
 	var trace float64
 	for i := range y.N {
 		r := y.Row(i)
-		trace += dot32(r, r)
+		trace += diff.Dot(r, r)
 	}
 	var pc PC
 	if min(y.N, y.D) <= exactPCAMax {
@@ -88,7 +89,7 @@ func exactPC1(y *Samples) PC {
 		g := mat.NewSymDense(n, nil)
 		for i := range n {
 			for j := i; j < n; j++ {
-				g.SetSym(i, j, dot32(y.Row(i), y.Row(j)))
+				g.SetSym(i, j, diff.Dot(y.Row(i), y.Row(j)))
 			}
 		}
 		v, l := topEigen(g)
@@ -147,13 +148,13 @@ func topEigen(a *mat.SymDense) ([]float64, float64) {
 func powerPC1(y *Samples, start []float64) PC {
 	d := y.D
 	v := make([]float64, d)
-	if start != nil && norm64(start) > 0 {
+	if start != nil && diff.Norm64(start) > 0 {
 		copy(v, start)
 	} else {
 		// the longest row
 		best, bn := 0, -1.0
 		for i := range y.N {
-			if n := dot32(y.Row(i), y.Row(i)); n > bn {
+			if n := diff.Dot(y.Row(i), y.Row(i)); n > bn {
 				best, bn = i, n
 			}
 		}
@@ -161,7 +162,7 @@ func powerPC1(y *Samples, start []float64) PC {
 			v[j] = float64(x)
 		}
 	}
-	if nv := norm64(v); nv > 0 {
+	if nv := diff.Norm64(v); nv > 0 {
 		for j := range v {
 			v[j] /= nv
 		}
@@ -176,7 +177,7 @@ func powerPC1(y *Samples, start []float64) PC {
 		clear(w)
 		for i := range y.N {
 			r := y.Row(i)
-			p := dot64(r, v)
+			p := diff.Dot64(r, v)
 			for j, x := range r {
 				w[j] += p * float64(x)
 			}
@@ -185,7 +186,7 @@ func powerPC1(y *Samples, start []float64) PC {
 		for j := range w {
 			lambda += v[j] * w[j]
 		}
-		nw := norm64(w)
+		nw := diff.Norm64(w)
 		if nw == 0 {
 			break
 		}
@@ -203,7 +204,7 @@ func powerPC1(y *Samples, start []float64) PC {
 }
 
 func unit32(v []float64) []float32 {
-	n := norm64(v)
+	n := diff.Norm64(v)
 	out := make([]float32, len(v))
 	if n == 0 {
 		return out

@@ -1,7 +1,5 @@
 package contrast
 
-import "math"
-
 // Samples is a row-major float32 matrix of N rows of width D: one hook's
 // activations, one row per prompt (or per prompt and token position).
 type Samples struct {
@@ -97,71 +95,10 @@ func (s *Samples) mean() []float64 {
 	return m
 }
 
-// dot64 returns x·y for a float32 x and a float64 y, accumulated in
-// float64. It panics if the lengths differ.
-func dot64(x []float32, y []float64) float64 {
-	if len(x) != len(y) {
-		panic("contrast: length mismatch")
-	}
-	var s float64
-	for i, v := range x {
-		s += float64(v) * y[i]
-	}
-	return s
-}
-
-// dot32 returns x·y accumulated in float64. It panics if the lengths
-// differ.
-func dot32(x, y []float32) float64 {
-	if len(x) != len(y) {
-		panic("contrast: length mismatch")
-	}
-	var s float64
-	for i, v := range x {
-		s += float64(v) * float64(y[i])
-	}
-	return s
-}
-
-func norm64(x []float64) float64 {
-	var s float64
-	for _, v := range x {
-		s += v * v
-	}
-	return math.Sqrt(s)
-}
-
 func to32(x []float64) []float32 {
 	out := make([]float32, len(x))
 	for i, v := range x {
 		out[i] = float32(v)
-	}
-	return out
-}
-
-// Norm returns ‖x‖ accumulated in float64.
-func Norm(x []float32) float64 { return math.Sqrt(dot32(x, x)) }
-
-// Cosine returns the cosine similarity of x and y, 0 when either is zero.
-// It panics if the lengths differ.
-func Cosine(x, y []float32) float64 {
-	nx, ny := Norm(x), Norm(y)
-	if nx == 0 || ny == 0 {
-		return 0
-	}
-	return max(-1, min(1, dot32(x, y)/nx/ny))
-}
-
-// Unit returns x/‖x‖ as a new slice, or a copy of x when x is zero.
-func Unit(x []float32) []float32 {
-	n := Norm(x)
-	out := make([]float32, len(x))
-	for i, v := range x {
-		if n > 0 {
-			out[i] = float32(float64(v) / n)
-		} else {
-			out[i] = v
-		}
 	}
 	return out
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/lldiff/lldiff/diff"
 )
 
 // Stats are the contrast statistics of one component over sets A and B.
@@ -81,7 +83,7 @@ func Compute(a, b *Samples, paired bool) (*Stats, error) {
 		delta[j] = muA[j] - muB[j]
 	}
 	s.MeanDiff = to32(delta)
-	s.Norm = norm64(delta)
+	s.Norm = diff.Norm64(delta)
 	u := make([]float64, a.D)
 	if s.Norm > 0 {
 		for j, v := range delta {
@@ -141,14 +143,14 @@ func Compute(a, b *Samples, paired bool) (*Stats, error) {
 		pooled := &Samples{N: a.N + b.N, D: a.D, Data: append(append(make([]float32, 0, len(a.Data)+len(b.Data)), a.Data...), b.Data...)}
 		s.PC = PC1(pooled, true, pcStart)
 	}
-	if c := dot64(s.PC.Vec, delta); c < 0 {
+	if c := diff.Dot64(s.PC.Vec, delta); c < 0 {
 		for j := range s.PC.Vec {
 			s.PC.Vec[j] = -s.PC.Vec[j]
 		}
 	}
 	s.PCCos = 0
 	if s.Norm > 0 {
-		s.PCCos = max(-1, min(1, dot64(s.PC.Vec, u)))
+		s.PCCos = max(-1, min(1, diff.Dot64(s.PC.Vec, u)))
 	}
 	return s, nil
 }
@@ -158,7 +160,7 @@ func Compute(a, b *Samples, paired bool) (*Stats, error) {
 func project(x *Samples, u []float64) (p []float64, mean, std float64) {
 	p = make([]float64, x.N)
 	for i := range x.N {
-		p[i] = dot64(x.Row(i), u)
+		p[i] = diff.Dot64(x.Row(i), u)
 		mean += p[i]
 	}
 	mean /= float64(x.N)

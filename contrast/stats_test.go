@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/lldiff/lldiff/diff"
 )
 
 func samples(d int, rows ...[]float32) *Samples {
@@ -168,7 +170,7 @@ func randomSets(rng *rand.Rand, nA, nB, d int, shift, offset float64) (a, b *Sam
 	for j := range dir {
 		dir[j] = rng.NormFloat64()
 	}
-	n := norm64(dir)
+	n := diff.Norm64(dir)
 	for j := range dir {
 		dir[j] /= n
 	}
@@ -204,7 +206,7 @@ func TestComputeIdentities(t *testing.T) {
 		// A shift of 6 standard deviations along dir: Δμ points along dir
 		// (noise in the mean of 40 rows is about sqrt(2·32/40) ≈ 1.3 in
 		// norm, so the cosine is above 0.9), the sets separate cleanly.
-		if c := dot64(Unit(s.MeanDiff), dir); c < 0.9 {
+		if c := diff.Dot64(diff.Unit(s.MeanDiff), dir); c < 0.9 {
 			t.Errorf("paired=%v: cos(Δμ, planted direction) = %.3f, want > 0.9", paired, c)
 		}
 		if s.Separation < 4 || s.HeldOut < 0.95 {
@@ -213,10 +215,10 @@ func TestComputeIdentities(t *testing.T) {
 		// PC1 is oriented so that A projects higher.
 		var pa, pb float64
 		for i := range a.N {
-			pa += dot32(a.Row(i), s.PC.Vec)
+			pa += diff.Dot(a.Row(i), s.PC.Vec)
 		}
 		for i := range b.N {
-			pb += dot32(b.Row(i), s.PC.Vec)
+			pb += diff.Dot(b.Row(i), s.PC.Vec)
 		}
 		if pa/float64(a.N) <= pb/float64(b.N) {
 			t.Errorf("paired=%v: A projects %.3f on PC1, B %.3f: A must project higher", paired, pa/float64(a.N), pb/float64(b.N))
@@ -287,12 +289,12 @@ func TestPC1ExactAndPowerAgree(t *testing.T) {
 				// Both are unit float32 vectors oriented the same way;
 				// power iteration stops at 1−cos < 1e-12, and rounding
 				// to float32 adds 6e-8 per element.
-				if c := dot32(exact.Vec, power.Vec); c < 1-1e-6 {
+				if c := diff.Dot(exact.Vec, power.Vec); c < 1-1e-6 {
 					t.Errorf("center=%v: cos(exact, power) = %.9f", center, c)
 				}
 				near(t, "explained", power.Explained, exact.Explained, 1e-6)
 				if center {
-					if c := math.Abs(dot64(exact.Vec, dir)); c < 0.9 {
+					if c := math.Abs(diff.Dot64(exact.Vec, dir)); c < 0.9 {
 						t.Errorf("|cos(PC1, planted)| = %.3f, want > 0.9 (an 8σ shift against noise from 30 rows in 80 dimensions)", c)
 					}
 				}
@@ -305,21 +307,11 @@ func TestPC1Orientation(t *testing.T) {
 	// A single row: PC1 is that row up to sign; the sign makes the
 	// largest-magnitude element positive.
 	pc := PC1(samples(3, []float32{1, -5, 2}), false, nil)
-	want := Unit([]float32{-1, 5, -2})
+	want := diff.Unit([]float32{-1, 5, -2})
 	for i := range want {
 		near(t, "PC1", float64(pc.Vec[i]), float64(want[i]), 1e-7)
 	}
 	near(t, "explained", pc.Explained, 1, 1e-12)
-}
-
-func TestCosineNormUnit(t *testing.T) {
-	near(t, "Cosine", Cosine([]float32{1, 0}, []float32{1, 1}), 1/math.Sqrt2, 1e-15)
-	near(t, "Cosine zero", Cosine([]float32{0, 0}, []float32{1, 1}), 0, 0)
-	near(t, "Norm", Norm([]float32{3, 4}), 5, 0)
-	u := Unit([]float32{3, 4})
-	if u[0] != 0.6 || u[1] != 0.8 {
-		t.Errorf("Unit = %v", u)
-	}
 }
 
 func TestHeldOutGroups(t *testing.T) {

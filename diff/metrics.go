@@ -77,6 +77,58 @@ func Norm(a []float32) float64 {
 	return math.Sqrt(s)
 }
 
+// Dot returns a·b accumulated in float64. It panics if len(a) != len(b).
+func Dot(a, b []float32) float64 {
+	if len(a) != len(b) {
+		panic(lenMismatch)
+	}
+	var s float64
+	for i, v := range a {
+		s += float64(v) * float64(b[i])
+	}
+	return s
+}
+
+// Dot64 returns a·b for a float32 a and a float64 b (a working vector such
+// as a mean or a direction being iterated), accumulated in float64. It
+// panics if len(a) != len(b).
+func Dot64(a []float32, b []float64) float64 {
+	if len(a) != len(b) {
+		panic(lenMismatch)
+	}
+	var s float64
+	for i, v := range a {
+		s += float64(v) * b[i]
+	}
+	return s
+}
+
+// Norm64 returns the Euclidean norm of a float64 vector, summed without
+// scaling (the vectors lldiff keeps in float64 are means and directions
+// of float32 activations, far from overflow).
+func Norm64(a []float64) float64 {
+	var s float64
+	for _, v := range a {
+		s += v * v
+	}
+	return math.Sqrt(s)
+}
+
+// Unit returns a/‖a‖ as a new slice, each value divided in float64, or a
+// copy of a when a is zero (a zero vector has no direction to keep).
+func Unit(a []float32) []float32 {
+	n := Norm(a)
+	out := make([]float32, len(a))
+	for i, v := range a {
+		if n > 0 {
+			out[i] = float32(float64(v) / n)
+		} else {
+			out[i] = v
+		}
+	}
+	return out
+}
+
 // Dist returns the Euclidean distance ‖a−b‖, accumulated in float64.
 // It panics if len(a) != len(b).
 func Dist(a, b []float32) float64 {

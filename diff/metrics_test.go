@@ -186,6 +186,8 @@ func TestPanics(t *testing.T) {
 		{"Dist", func() { Dist(two, three) }},
 		{"RelDist", func() { RelDist(two, three) }},
 		{"Cosine", func() { Cosine(three, two) }},
+		{"Dot", func() { Dot(two, three) }},
+		{"Dot64", func() { Dot64(two, []float64{1}) }},
 		{"SubTo a b", func() { SubTo(nil, two, three) }},
 		{"SubTo dst", func() { SubTo(make([]float32, 3), two, two) }},
 		{"SubTo empty dst", func() { SubTo([]float32{}, two, two) }},
@@ -220,5 +222,43 @@ func TestCosineSymmetric(t *testing.T) {
 		if x, y := Cosine(a, b), Cosine(b, a); x != y {
 			t.Fatalf("n=%d: Cosine(a,b) = %v, Cosine(b,a) = %v", n, x, y)
 		}
+	}
+}
+
+// TestDotNormUnit checks the helpers the other packages use instead of
+// their own (contrast, analysis, the reference engine). The sums are small
+// integers, exact in float64, hence tol.
+func TestDotNormUnit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"Dot", Dot([]float32{1, 2, 3}, []float32{4, -5, 6}), 12},
+		{"Dot empty", Dot(nil, nil), 0},
+		{"Dot64", Dot64([]float32{1, 2}, []float64{0.5, -1}), -1.5},
+		{"Norm", Norm([]float32{3, 4}), 5},
+		{"Norm64", Norm64([]float64{3, 4}), 5},
+		{"Norm64 zero", Norm64(make([]float64, 3)), 0},
+	} {
+		if !near(tc.got, tc.want, tol) {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	// 3/5 and 4/5 divided in float64 and rounded once to float32
+	if u := Unit([]float32{3, 4}); u[0] != 0.6 || u[1] != 0.8 {
+		t.Errorf("Unit(3, 4) = %v, want [0.6 0.8]", u)
+	}
+	// a zero vector has no direction: Unit keeps it, Cosine follows its
+	// documented convention (1 with another zero vector, 0 otherwise)
+	z := []float32{0, 0}
+	if u := Unit(z); u[0] != 0 || u[1] != 0 || &u[0] == &z[0] {
+		t.Errorf("Unit(0) = %v, want a new zero vector", u)
+	}
+	if c := Cosine(z, []float32{1, 1}); c != 0 {
+		t.Errorf("Cosine(0, v) = %v, want 0", c)
+	}
+	if c := Cosine(z, z); c != 1 {
+		t.Errorf("Cosine(0, 0) = %v, want 1", c)
 	}
 }

@@ -61,6 +61,9 @@ func (p *ContextParams) defaults() error {
 	if p.Threads <= 0 {
 		p.Threads = PhysicalCores()
 	}
+	// more threads than CPUs only wait for one another (the command line
+	// warns when it clamps -t)
+	p.Threads, _ = ClampThreads(p.Threads)
 	if p.Threads > MaxThreads {
 		return fmt.Errorf("%d threads: ggml runs at most %d", p.Threads, MaxThreads)
 	}
@@ -116,6 +119,9 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	}
 	if m.Hooks == nil {
 		return nil, fmt.Errorf("%s was loaded vocab-only: it cannot run", m.Path)
+	}
+	if err := m.checkMemory(p); err != nil {
+		return nil, err
 	}
 	rec := callbacks.New()
 	c := m.initContext(p, rec)

@@ -21,7 +21,10 @@ type Engine struct {
 	p EngineParams
 }
 
-var _ models.Engine = (*Engine)(nil)
+var (
+	_ models.Engine    = (*Engine)(nil)
+	_ models.Generator = runner{}
+)
 
 // NewEngine returns an engine running m with p.
 func NewEngine(m *Model, p EngineParams) *Engine { return &Engine{m: m, p: p} }
@@ -120,6 +123,12 @@ func (r runner) Patch(base []int32, variants [][]models.Patch, o models.PatchOpt
 }
 
 func (r runner) Close() error { return r.c.Close() }
+
+func (r runner) SetControlVector(dirs [][]float32) error { return r.c.SetControlVector(dirs) }
+
+func (r runner) Generate(prompt []int32, o models.GenerateOptions) (*models.Generation, error) {
+	return r.c.Generate(prompt, o)
+}
 
 // GroupTokens returns the most tokens of nSeq consecutive sequences, the
 // groups in which seqs are decoded together.

@@ -5,31 +5,17 @@ package llamacpp
 */
 import "C"
 
-import "fmt"
+import (
+	"fmt"
 
-// GenerateOptions configure Generate.
-type GenerateOptions struct {
-	// N is the most tokens to generate.
-	N int
-	// StopAtEOG ends generation after an end-of-generation token (EOS,
-	// EOT), which is kept in Tokens.
-	StopAtEOG bool
-	// KeepLogits keeps the logits of every step in Generation.Logits
-	// (N × n_vocab floats); the first step's are always kept.
-	KeepLogits bool
-}
+	"github.com/lldiff/lldiff/models"
+)
 
-// Generation is what Generate produced.
-type Generation struct {
-	Prompt []int32
-	// Tokens are the generated tokens.
-	Tokens []int32
-	// First holds the logits of the next token after the prompt: the
-	// distribution that chose Tokens[0].
-	First []float32
-	// Logits[i] holds the logits that chose Tokens[i], with KeepLogits.
-	Logits [][]float32
-}
+// GenerateOptions configure Generate (models.GenerateOptions).
+type GenerateOptions = models.GenerateOptions
+
+// Generation is what Generate produced (models.Generation).
+type Generation = models.Generation
 
 // Generate decodes prompt and then appends the most likely token, one
 // decode per token, keeping the KV cache (greedy decoding; ties go to the

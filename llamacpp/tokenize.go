@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -56,32 +57,41 @@ func (m *Model) EOS() int32 {
 	return int32(C.llama_vocab_eos(m.vocab))
 }
 
-// Tokenize converts text to token ids.
+// Tokenize converts text to token ids. BOSYes adds the BOS token even
+// where the vocabulary says not to (GPT-2, GPT-NeoX): llama.cpp itself adds
+// one only where the vocabulary asks for it, so lldiff puts it in front.
 func (m *Model) Tokenize(text string, o TokenizeOptions) ([]int32, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.c == nil {
 		return nil, errClosed
 	}
-	addBOS := bool(C.llama_vocab_get_add_bos(m.vocab))
+	vocabBOS := bool(C.llama_vocab_get_add_bos(m.vocab))
+	addBOS := vocabBOS
 	switch o.BOS {
 	case BOSYes:
 		addBOS = true
 	case BOSNo:
 		addBOS = false
 	}
-	if addBOS && C.llama_vocab_bos(m.vocab) < 0 {
+	bos := int32(C.llama_vocab_bos(m.vocab))
+	if addBOS && bos < 0 {
 		return nil, fmt.Errorf("this model's vocabulary has no BOS token; tokenize without BOS")
 	}
 	if ch, ok := m.gaps.Unspellable(text); ok {
 		return nil, fmt.Errorf("%s has no token for %q and no byte tokens to spell it with, so llama.cpp cannot tokenize the text (it would abort): leave that character out", m.Path, ch)
 	}
+	// llama.cpp's add_special adds BOS (and EOS where the vocabulary asks
+	// for one) only as the vocabulary says: it is passed when the
+	// vocabulary adds BOS itself, and otherwise BOS is prepended here
+	special := addBOS && vocabBOS
+	prepend := addBOS && !vocabBOS
 	ctext := C.CString(text)
 	defer C.free(unsafe.Pointer(ctext))
 	n := len(text) + 2
 	for {
 		buf := make([]C.llama_token, n)
-		got := C.llama_tokenize(m.vocab, ctext, C.int32_t(len(text)), &buf[0], C.int32_t(n), C.bool(addBOS), C.bool(o.ParseSpecial))
+		got := C.llama_tokenize(m.vocab, ctext, C.int32_t(len(text)), &buf[0], C.int32_t(n), C.bool(special), C.bool(o.ParseSpecial))
 		if got == C.INT32_MIN {
 			return nil, fmt.Errorf("text is too long to tokenize (%d bytes)", len(text))
 		}
@@ -89,9 +99,12 @@ func (m *Model) Tokenize(text string, o TokenizeOptions) ([]int32, error) {
 			n = int(-got)
 			continue
 		}
-		out := make([]int32, int(got))
-		for i := range out {
-			out[i] = int32(buf[i])
+		out := make([]int32, 0, int(got)+1)
+		if prepend {
+			out = append(out, bos)
+		}
+		for i := range int(got) {
+			out = append(out, int32(buf[i]))
 		}
 		return out, nil
 	}
@@ -164,13 +177,14 @@ func (m *Model) Kind(id int32) TokenKind {
 // Printable returns a one-line form of a token that hides nothing: spaces
 // are shown as "▁" (for every tokenizer, so " happy" reads "▁happy"), a lone
 // space token as "▁", newlines and tabs as \n and \t, byte tokens and bytes
-// that are not valid UTF-8 as <0xNN>, control tokens as their text (<s>).
+// that are not valid UTF-8 as <0xNN>, control tokens as their text (<s>),
+// escaped (safetext.Terminal): the text is the vocabulary file's.
 func (m *Model) Printable(id int32) string {
 	switch m.Kind(id) {
 	case KindControl, KindByte:
 		t := m.Text(id)
 		if t != "" {
-			return t
+			return safetext.Terminal(t)
 		}
 	}
 	return PrintableBytes(m.Piece(id))

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/lldiff/lldiff/internal/safetext"
 )
 
 // This file is the engine interface: what the analyses (package analysis)
@@ -67,6 +69,61 @@ type Runner interface {
 	Close() error
 }
 
+// Generator is a Runner that also generates text greedily and steers it
+// with a control vector: what `lldiff steer` needs. Runners that can do it
+// implement it (both engines' do); analysis.Steer asks a runner for it
+// and returns a *NotSupportedError when it is missing.
+type Generator interface {
+	Runner
+	// SetControlVector makes every later decode, Run and Generate alike,
+	// add dirs[l] to the output of layer l (resid_post.l) at every token,
+	// as llama.cpp's --control-vector adds direction.l. dirs has at most
+	// n_layer entries of d_model finite values; a nil or missing entry
+	// adds nothing, and dirs[0] must be nil or zero (llama.cpp never adds
+	// at layer 0). The runner keeps no reference to dirs. Zero vectors
+	// turn steering off (x + 0 is x exactly).
+	SetControlVector(dirs [][]float32) error
+	// Generate decodes prompt and then appends the most likely token
+	// (greedy; ties go to the lower id, NaN never wins), up to o.N tokens.
+	Generate(prompt []int32, o GenerateOptions) (*Generation, error)
+}
+
+// GenerateOptions configure Generator.Generate.
+type GenerateOptions struct {
+	// N is the most tokens to generate.
+	N int
+	// StopAtEOG ends generation after an end-of-generation token (EOS,
+	// EOT), which is kept in Tokens.
+	StopAtEOG bool
+	// KeepLogits keeps the logits of every step in Generation.Logits
+	// (N × n_vocab floats); the first step's are always kept.
+	KeepLogits bool
+}
+
+// Generation is what Generate produced.
+type Generation struct {
+	Prompt []int32
+	// Tokens are the generated tokens.
+	Tokens []int32
+	// First holds the logits of the next token after the prompt: the
+	// distribution that chose Tokens[0].
+	First []float32
+	// Logits[i] holds the logits that chose Tokens[i], with KeepLogits.
+	Logits [][]float32
+}
+
+// NotSupportedError says that an engine cannot do what an analysis needs
+// (an engine whose runners are no Generator cannot steer).
+type NotSupportedError struct {
+	// Engine names the engine (its model path), What the missing
+	// capability ("generation with a control vector").
+	Engine, What string
+}
+
+func (e *NotSupportedError) Error() string {
+	return fmt.Sprintf("the engine running %s does not support %s", e.Engine, e.What)
+}
+
 // Unembedder is the logit lens: the final norm (in mode) and W_U applied
 // to n rows of x (n × d_model), written to dst as n × n_vocab logits.
 type Unembedder interface {
@@ -108,7 +165,9 @@ const (
 
 // PrintableBytes renders decoded token bytes on one line, hiding nothing:
 // spaces as "▁", newlines and tabs as \n and \t, bytes that are not valid
-// UTF-8 and control characters as <0xNN>, nothing as "∅".
+// UTF-8 and control characters as <0xNN>, the other characters a terminal
+// would obey rather than show (C1 controls, bidirectional overrides; see
+// safetext.Unsafe) as <U+NNNN>, nothing as "∅".
 func PrintableBytes(b []byte) string {
 	var sb strings.Builder
 	for len(b) > 0 {
@@ -126,6 +185,8 @@ func PrintableBytes(b []byte) string {
 			sb.WriteString(`\r`)
 		case r < 0x20 || r == 0x7f:
 			fmt.Fprintf(&sb, "<0x%02X>", r)
+		case safetext.Unsafe(r):
+			fmt.Fprintf(&sb, "<U+%04X>", r)
 		default:
 			sb.Write(b[:size])
 		}

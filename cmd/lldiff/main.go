@@ -4,7 +4,6 @@ package main
 import (
 	"github.com/lldiff/lldiff/internal/outfile"
 
-	"fmt"
 	"os"
 
 	"github.com/lldiff/lldiff/cli"
@@ -18,7 +17,7 @@ func main() {
 	root.SetArgs(cli.NormalizeArgs(os.Args[1:]))
 	err := root.Execute()
 	if err != nil {
-		fmt.Fprintln(io.ErrOut, "lldiff:", err)
+		cli.PrintError(io.ErrOut, err)
 	}
 	os.Exit(cli.ExitCode(err))
 }

@@ -42,6 +42,16 @@ func header(shape []int) []byte {
 	return append(h, '\n')
 }
 
+// FileSize returns the size in bytes of the file Write writes for shape:
+// its header and 4 bytes per value.
+func FileSize(shape []int) int64 {
+	n := int64(1)
+	for _, d := range shape {
+		n *= int64(d)
+	}
+	return int64(len(header(shape))) + 4*n
+}
+
 // Write writes data with the given shape as a float32 .npy file. It panics
 // if the shape does not match len(data).
 func Write(w io.Writer, shape []int, data []float32) error {

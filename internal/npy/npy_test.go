@@ -21,6 +21,9 @@ func TestRoundTrip(t *testing.T) {
 		if err := Write(&b, shape, data); err != nil {
 			t.Fatal(err)
 		}
+		if FileSize(shape) != int64(b.Len()) {
+			t.Errorf("shape %v: FileSize %d, Write wrote %d bytes", shape, FileSize(shape), b.Len())
+		}
 		// header + data length is a multiple of 64 before the data
 		if (b.Len()-4*n)%64 != 0 {
 			t.Errorf("shape %v: header length %d not aligned to 64", shape, b.Len()-4*n)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -17,6 +18,7 @@ type Engine struct {
 	path  string
 	info  *models.Info
 	hooks *models.HookTable
+	eog   map[int32]bool // end-of-generation tokens (steer.go)
 }
 
 var _ models.Engine = (*Engine)(nil)
@@ -43,7 +45,7 @@ func NewEngine(path string) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{Vocab: v, m: m, path: path, info: info, hooks: hooks}, nil
+	return &Engine{Vocab: v, m: m, path: path, info: info, hooks: hooks, eog: eogTokens(f, info)}, nil
 }
 
 // Model returns the reference model.
@@ -80,20 +82,25 @@ func (e *Engine) NewRunner(seqs [][]int32, nSeq int) (models.Runner, error) {
 	if tr := e.info.NCtxTrain; e.info.LearnedPositions && longest > tr {
 		return nil, &models.ContextError{Problem: models.PastLearnedPositions, Tokens: longest, Limit: tr, Path: e.path, Arch: e.info.Arch}
 	}
-	return runner{e}, nil
+	return &runner{e: e}, nil
 }
 
 // NewUnembedder returns the logit lens computed from the model's own
 // final norm and W_U.
 func (e *Engine) NewUnembedder() (models.Unembedder, error) { return unembedder{e.m}, nil }
 
-type runner struct{ e *Engine }
+// runner runs sequences one by one; cvec is the control vector added to
+// every run (steer.go).
+type runner struct {
+	e    *Engine
+	cvec [][]float32
+}
 
-func (r runner) Close() error { return nil }
+func (r *runner) Close() error { return nil }
 
 // run runs one sequence and returns a cache of hooks and the logits.
-func (r runner) run(seq []int32, hooks []models.Hook, reps []Replacement) (*models.Cache, error) {
-	res, err := r.e.m.RunPatched(seq, reps)
+func (r *runner) run(seq []int32, hooks []models.Hook, reps []Replacement) (*models.Cache, error) {
+	res, err := r.e.m.RunSteered(seq, reps, r.cvec)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +116,7 @@ func (r runner) run(seq []int32, hooks []models.Hook, reps []Replacement) (*mode
 	return c, nil
 }
 
-func (r runner) Run(seqs [][]int32, hooks []models.Hook) ([]*models.Cache, error) {
+func (r *runner) Run(seqs [][]int32, hooks []models.Hook) ([]*models.Cache, error) {
 	out := make([]*models.Cache, len(seqs))
 	for i, s := range seqs {
 		var err error
@@ -120,7 +127,7 @@ func (r runner) Run(seqs [][]int32, hooks []models.Hook) ([]*models.Cache, error
 	return out, nil
 }
 
-func (r runner) RunRows(seqs [][]int32, pos [][]int, hooks []models.Hook) ([]*models.SeqRows, error) {
+func (r *runner) RunRows(seqs [][]int32, pos [][]int, hooks []models.Hook) ([]*models.SeqRows, error) {
 	if len(pos) != len(seqs) {
 		return nil, fmt.Errorf("reference: RunRows: positions for %d sequences, %d sequences", len(pos), len(seqs))
 	}
@@ -161,7 +168,7 @@ func (r runner) RunRows(seqs [][]int32, pos [][]int, hooks []models.Hook) ([]*mo
 	return out, nil
 }
 
-func (r runner) Patch(base []int32, variants [][]models.Patch, o models.PatchOptions) (*models.PatchResult, error) {
+func (r *runner) Patch(base []int32, variants [][]models.Patch, o models.PatchOptions) (*models.PatchResult, error) {
 	n := len(base)
 	logitPos := o.Logits
 	if len(logitPos) == 0 {
@@ -262,7 +269,7 @@ func (u unembedder) Unembed(dst, x []float32, n int, mode models.LensMode) ([]fl
 		}
 		out := dst[row*nv : (row+1)*nv]
 		for v := range out {
-			s := dot(m.unembed.w[v*d:(v+1)*d], h)
+			s := diff.Dot(m.unembed.w[v*d:(v+1)*d], h)
 			if mode == models.LensNorm && m.unembed.b != nil {
 				s += float64(m.unembed.b[v])
 			}

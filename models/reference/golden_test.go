@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/internal/testmodels"
 )
 
@@ -26,7 +27,7 @@ func fingerprint(t *testing.T, r *Result) golden {
 	g := golden{Tokens: r.Tokens, Norms: map[string][]float64{}}
 	for _, name := range r.Names() {
 		for _, row := range mustGet(t, r, name) {
-			g.Norms[name] = append(g.Norms[name], norm(row, nil))
+			g.Norms[name] = append(g.Norms[name], diff.Norm(row))
 		}
 	}
 	logits := mustGet(t, r, "logits")

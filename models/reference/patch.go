@@ -28,6 +28,12 @@ type Replacement struct {
 // outside the tokens, a width that does not match, or the same row replaced
 // twice is an error.
 func (m *Model) RunPatched(tokens []int32, reps []Replacement) (*Result, error) {
+	return m.runPatched(tokens, reps, nil)
+}
+
+// runPatched is RunPatched; pre, when set, edits each hook's rows before
+// the replacements (RunSteered adds a control vector with it).
+func (m *Model) runPatched(tokens []int32, reps []Replacement, pre func(name string, rows [][]float32)) (*Result, error) {
 	byHook := map[string][]int{}
 	for i, rep := range reps {
 		byHook[rep.Hook] = append(byHook[rep.Hook], i)
@@ -38,6 +44,9 @@ func (m *Model) RunPatched(tokens []int32, reps []Replacement) (*Result, error) 
 	applied := make([]bool, len(reps))
 	var err error
 	edit := func(name string, rows [][]float32) {
+		if pre != nil {
+			pre(name, rows)
+		}
 		for _, i := range byHook[name] {
 			rep := reps[i]
 			row := rows[rep.Pos]

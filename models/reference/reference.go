@@ -38,6 +38,8 @@ package reference
 import (
 	"fmt"
 	"math"
+
+	"github.com/lldiff/lldiff/diff"
 )
 
 // Config holds the hyperparameters of a llama model.
@@ -98,7 +100,7 @@ func (l linear) apply(x []float32) []float32 {
 	}
 	y := make([]float32, l.out)
 	for i := range y {
-		s := dot(l.w[i*l.in:(i+1)*l.in], x)
+		s := diff.Dot(l.w[i*l.in:(i+1)*l.in], x)
 		if l.b != nil {
 			s += float64(l.b[i])
 		}
@@ -204,7 +206,7 @@ func (m *Model) attention(ly layer, x [][]float32) [][]float32 {
 			// Causal: position p attends to positions 0..p.
 			w := make([]float64, p+1)
 			for s := range w {
-				w[s] = dot(qh, k[s][kv*c.DHead:(kv+1)*c.DHead]) * scale
+				w[s] = diff.Dot(qh, k[s][kv*c.DHead:(kv+1)*c.DHead]) * scale
 			}
 			softmax(w)
 			for i := 0; i < c.DHead; i++ {
@@ -276,15 +278,6 @@ func softmax(w []float64) {
 
 // silu is x * sigmoid(x).
 func silu(x float64) float64 { return x / (1 + math.Exp(-x)) }
-
-// dot is the float64 dot product of two float32 vectors of equal length.
-func dot(a, b []float32) float64 {
-	var s float64
-	for i := range a {
-		s += float64(a[i]) * float64(b[i])
-	}
-	return s
-}
 
 // mapRows applies f to every row.
 func mapRows(rows [][]float32, f func([]float32) []float32) [][]float32 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -143,7 +144,7 @@ func attend(q, k, v [][]float32, nHead, nHeadKV, dHead int) [][]float32 {
 			qh := q[p][h*dHead : (h+1)*dHead]
 			w := make([]float64, p+1)
 			for s := range w {
-				w[s] = dot(qh, k[s][kv*dHead:(kv+1)*dHead]) * scale
+				w[s] = diff.Dot(qh, k[s][kv*dHead:(kv+1)*dHead]) * scale
 			}
 			softmax(w)
 			for i := 0; i < dHead; i++ {

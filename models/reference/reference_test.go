@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -160,7 +161,7 @@ func TestRopeRelativePosition(t *testing.T) {
 		q[i], k[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
 	}
 	score := func(p, s int) float64 {
-		return dot(rope(slices.Clone(q), p, 64, 10000), rope(slices.Clone(k), s, 64, 10000))
+		return diff.Dot(rope(slices.Clone(q), p, 64, 10000), rope(slices.Clone(k), s, 64, 10000))
 	}
 	for _, shift := range []int{1, 7, 100} {
 		a, b := score(5, 2), score(5+shift, 2+shift)

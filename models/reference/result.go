@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -123,18 +124,5 @@ func Compare(name string, got, want [][]float32, tol float64) error {
 	}
 	return fmt.Errorf("%s: %d of %d positions differ by more than relative L2 %.3g; worst is position %d: "+
 		"relative L2 %.3g (‖got−want‖ %.4g, ‖want‖ %.4g); largest difference there at [%d]: got %g, want %g",
-		name, failing, len(want), tol, worst, worstErr, norm(g, w), norm(w, nil), at, g[at], w[at])
-}
-
-// norm returns ‖a−b‖, or ‖a‖ when b is nil.
-func norm(a, b []float32) float64 {
-	var s float64
-	for i := range a {
-		d := float64(a[i])
-		if b != nil {
-			d -= float64(b[i])
-		}
-		s += d * d
-	}
-	return math.Sqrt(s)
+		name, failing, len(want), tol, worst, worstErr, diff.Dist(g, w), diff.Norm(w), at, g[at], w[at])
 }

@@ -34,19 +34,9 @@ func greedy(t *testing.T, m *Model, tokens []int32, n int) ([]int32, *Result) {
 			break
 		}
 		logits := mustGet(t, r, "logits")
-		tokens = append(tokens, int32(argmax(logits[len(logits)-1])))
+		tokens = append(tokens, argmax(logits[len(logits)-1]))
 	}
 	return tokens, r
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 // decode joins the vocabulary pieces of tokens, with SentencePiece's "▁" as a

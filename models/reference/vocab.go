@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -180,7 +181,7 @@ func (v *Vocab) Printable(id int32) string {
 	switch v.Kind(id) {
 	case models.KindControl, models.KindByte:
 		if t := v.Text(id); t != "" {
-			return t
+			return safetext.Terminal(t)
 		}
 	}
 	return models.PrintableBytes(v.Piece(id))

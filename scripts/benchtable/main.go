@@ -25,12 +25,18 @@ var targets = map[string]struct {
 	"contrast/llamacpp":   {1.25, "contrast time ÷ llama.cpp batched prompt time, same tokens (throughput ≥ 0.8×)"},
 	"synth7b/120s":        {1.0, "7B-shaped Q4_0 synthetic model write time ÷ 2 minutes"},
 	"capture/decode-last": {0, ""},
-	"patch/clean-decode":  {1.5, "one patched run ÷ one clean decode"},
+	// lldiff's bare pp20 decode time ÷ llama.cpp's (make bench-anchor), F32
+	// KV cache both: ≤ 1/0.95, that is at least 0.95× llama.cpp's speed.
+	"decode-Q4_0/llama.cpp":   {1 / 0.95, "bare decode time ÷ llama.cpp's own (make bench-anchor), Q4_0, F32 KV"},
+	"decode-Q4_K_M/llama.cpp": {1 / 0.95, "bare decode time ÷ llama.cpp's own (make bench-anchor), Q4_K_M, F32 KV"},
+	"decode-Q8_0/llama.cpp":   {1 / 0.95, "bare decode time ÷ llama.cpp's own (make bench-anchor), Q8_0, F32 KV"},
+	"decode-F16/llama.cpp":    {1 / 0.95, "bare decode time ÷ llama.cpp's own (make bench-anchor), F16, F32 KV"},
+	"patch/clean-decode":      {1.5, "one patched run ÷ one clean decode"},
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtable bench/raw.txt")
+	if len(os.Args) != 2 && len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: benchtable bench/raw.txt [bench/anchor.txt]")
 		os.Exit(2)
 	}
 	f, err := os.Open(os.Args[1])
@@ -40,6 +46,7 @@ func main() {
 	}
 	defer f.Close()
 	got := map[string][]float64{}
+	decodeTokS := map[string][]float64{} // weight type → lldiff's decode tokens/s
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -53,11 +60,21 @@ func main() {
 				continue
 			}
 			v, err := strconv.ParseFloat(fields[i], 64)
+			if err == nil && unit == "tok/s" && strings.HasPrefix(fields[0], "BenchmarkDecodeTypes/") {
+				typ := strings.TrimPrefix(fields[0], "BenchmarkDecodeTypes/")
+				if k := strings.LastIndexByte(typ, '-'); k > 0 {
+					typ = typ[:k]
+				}
+				decodeTokS[typ] = append(decodeTokS[typ], v)
+			}
 			if err == nil {
 				name := strings.TrimSuffix(unit, "-ratio")
 				got[name] = append(got[name], v)
 			}
 		}
+	}
+	if len(os.Args) == 3 {
+		anchorRatios(os.Args[2], decodeTokS, got)
 	}
 	var names []string
 	for n := range got {
@@ -91,5 +108,44 @@ func main() {
 	if fails > 0 {
 		fmt.Printf("%d target(s) missed (ratios move by a few percent on a busy machine: rerun on a quiet one before acting)\n", fails)
 		os.Exit(1)
+	}
+}
+
+// anchorRatios reads make bench-anchor's "TYPE KV TOKENS/S" lines, prints
+// lldiff's and llama.cpp's tokens/s side by side, and adds the ratio
+// decode-TYPE/llama.cpp (lldiff's time ÷ llama.cpp's, F32 KV cache both,
+// as lldiff decodes by default) to got.
+func anchorRatios(path string, ours map[string][]float64, got map[string][]float64) {
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	defer f.Close()
+	anchor := map[string]float64{} // "TYPE KV" → tokens/s
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) == 3 {
+			if v, err := strconv.ParseFloat(fs[2], 64); err == nil && v > 0 {
+				anchor[fs[0]+" "+fs[1]] = v
+			}
+		}
+	}
+	var types []string
+	for t := range ours {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	fmt.Printf("\n%-8s %14s %22s %22s\n", "weights", "lldiff tok/s", "llama.cpp tok/s f32 KV", "llama.cpp tok/s f16 KV")
+	for _, t := range types {
+		vs := ours[t]
+		sort.Float64s(vs)
+		med := vs[len(vs)/2]
+		a32, a16 := anchor[t+" f32"], anchor[t+" f16"]
+		fmt.Printf("%-8s %14.1f %22.1f %22.1f\n", t, med, a32, a16)
+		if a32 > 0 && med > 0 {
+			got["decode-"+t+"/llama.cpp"] = append(got["decode-"+t+"/llama.cpp"], a32/med)
+		}
 	}
 }

@@ -1,0 +1,283 @@
+package cli
+
+import (
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/lldiff/lldiff/internal/testmodels"
+	"github.com/lldiff/lldiff/llamacpp"
+	"github.com/lldiff/lldiff/models"
+)
+
+// Issue 14, parts 3 and 4: flag values that would hang or exhaust memory,
+// and results that were wrong or misleading.
+
+// TestLimitsContextSize: -c 2147483647 is refused at once from the size of
+// its KV cache against the available memory (it grew to 21 GB before
+// anything failed).
+func TestLimitsContextSize(t *testing.T) {
+	model := testmodels.Path(t, testmodels.Stories260K)
+	_, _, err := run(t, false, "capture", oneThread, "-m", model, "-c", "2147483647", "-o", filepath.Join(t.TempDir(), "x"), "hi")
+	if err == nil || !strings.Contains(err.Error(), "KV cache of") || !strings.Contains(err.Error(), "TiB") || !strings.Contains(err.Error(), "-c") {
+		t.Fatalf("-c 2147483647: err = %v, want the KV cache's size against the memory", err)
+	}
+}
+
+// TestLimitsTopK: --top-k past the vocabulary shows the vocabulary, with a
+// note, not a billion empty rows.
+func TestLimitsTopK(t *testing.T) {
+	model := testmodels.Path(t, testmodels.Stories260K)
+	out, _, err := run(t, false, "compare", oneThread, "-m", model, "--top-k", "100000", "--no-lens", "--no-ranking", "--no-layers", "--no-neurons", "The cat", "The dog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, preds, _ := strings.Cut(out, "== predictions")
+	preds, _, _ = strings.Cut(preds, "\n== ")
+	if rows := strings.Count(preds, "\n"); rows > 512+3 {
+		t.Errorf("--top-k 100000 printed %d prediction rows for a vocabulary of 512", rows)
+	}
+	if !strings.Contains(out, "the vocabulary has 512 tokens") {
+		t.Errorf("no note about the vocabulary:\n%.2000s", out)
+	}
+}
+
+// TestLimitsThreads: -t far above the CPUs is clamped with a warning, and
+// the run finishes (-t 512 on 2 cores took minutes).
+func TestLimitsThreads(t *testing.T) {
+	model := testmodels.Path(t, testmodels.Stories260K)
+	n := llamacpp.CPUs() * 64
+	_, errOut, err := run(t, false, "capture", "-t", strconv.Itoa(n), "-m", model, "-o", filepath.Join(t.TempDir(), "x"), "hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut, "more threads than this machine's") || !strings.Contains(errOut, "using "+strconv.Itoa(llamacpp.CPUs())) {
+		t.Errorf("-t %d: stderr %q, want a warning", n, errOut)
+	}
+}
+
+// TestBOSHonest: --bos yes adds BOS for GPT-2 and GPT-NeoX vocabularies
+// (llama.cpp ignored it), and tokenize says where a BOS came from: added,
+// from the text with --special, or both (two BOS, with a warning).
+func TestBOSHonest(t *testing.T) {
+	type doc struct {
+		Prompts []tokenizedJSON `json:"prompts"`
+	}
+	for _, tc := range []struct {
+		vocab string
+		bos   int32
+	}{{testmodels.VocabGPT2, 50256}, {testmodels.VocabGPTNeoX, 0}} {
+		d := runJSON[doc](t, "tokenize", "--json", "--bos", "yes", "-m", testmodels.Path(t, tc.vocab), "Hello world")
+		p := d.Prompts[0]
+		if !p.Added || len(p.Tokens) != 3 || p.Tokens[0].ID != tc.bos {
+			t.Errorf("%s --bos yes: %+v, want BOS %d added in front of 2 tokens", tc.vocab, p, tc.bos)
+		}
+	}
+	spm := testmodels.Path(t, testmodels.VocabLlamaSPM)
+	d := runJSON[doc](t, "tokenize", "--json", "--special", "--bos", "no", "-m", spm, "<s>Hello")
+	if p := d.Prompts[0]; p.Added || !p.FromText || p.Tokens[0].ID != 1 {
+		t.Errorf("<s> from the text with --bos no: %+v, want bos false and bos_from_text", p)
+	}
+	d = runJSON[doc](t, "tokenize", "--json", "--special", "-m", spm, "<s>Hello")
+	if p := d.Prompts[0]; !p.Added || !p.FromText || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "two BOS") {
+		t.Errorf("<s> from the text after an added BOS: %+v, want both and a warning", p)
+	}
+	out, _, err := run(t, false, "tokenize", "--special", "--bos", "no", "-m", spm, "<s>Hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "(BOS added)") || !strings.Contains(out, "(BOS from the text, none added)") {
+		t.Errorf("tokenize says BOS added for a <s> from the text:\n%s", out)
+	}
+}
+
+// TestCompareIdenticalIsExactlyZero: comparing a prompt with itself gives
+// exact zeros everywhere and says so: no bars, no lens tokens, no neurons
+// (before: rounding noise of 1e-6 ranked as differences).
+func TestCompareIdenticalIsExactlyZero(t *testing.T) {
+	model := testmodels.Path(t, testmodels.Stories260K)
+	const p = "Once upon a time, there was a little girl"
+	doc := compareJSON(t, "-m", model, "--pos", "all", p, p)
+	for _, c := range doc.Components {
+		if c.L2 != 0 || c.RelL2 != 0 {
+			t.Errorf("%s: l2 %v, rel %v, want exactly 0", c.Hook, c.L2, c.RelL2)
+		}
+	}
+	for _, l := range doc.Lens {
+		if len(l.AMinusB) != 0 || len(l.BMinusA) != 0 {
+			t.Errorf("layer %d: lens of A−B %v, B−A %v, want none", l.Layer, l.AMinusB, l.BMinusA)
+		}
+	}
+	if doc.Neurons == nil || len(doc.Neurons.Neurons) != 0 {
+		t.Errorf("neurons %+v, want none", doc.Neurons)
+	}
+	if !slices.ContainsFunc(doc.Warnings, func(w string) bool { return strings.Contains(w, "exactly 0") }) {
+		t.Errorf("warnings %q do not say the prompts are the same", doc.Warnings)
+	}
+	// the same prompt at two positions does differ
+	doc = compareJSON(t, "-m", model, "--pos", "2:3", p, p)
+	if doc.Components[0].L2 == 0 || slices.ContainsFunc(doc.Warnings, func(w string) bool { return strings.Contains(w, "exactly 0") }) {
+		t.Errorf("positions 2 and 3 of one prompt: l2 %v, warnings %q", doc.Components[0].L2, doc.Warnings)
+	}
+	out, _, err := run(t, true, "compare", oneThread, "-m", model, p, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "█") {
+		t.Errorf("identical prompts show bars:\n%s", out)
+	}
+}
+
+// TestContrastIdenticalPairsSkipped: pairs that tokenize identically are
+// skipped at every position, as the docs say (they were kept at the
+// default position).
+func TestContrastIdenticalPairsSkipped(t *testing.T) {
+	pairs := writeFile(t, filepath.Join(t.TempDir(), "p.jsonl"),
+		`{"a":"The boy ran","b":"The boy ran"}`+"\n"+`{"a":"He said","b":"She said"}`+"\n"+`{"a":"The man sat","b":"The woman sat"}`+"\n")
+	doc := contrastJSON(t, "--pairs", pairs, "--lens-k", "0", "--kinds", "resid_post")
+	if doc.A.Rows != 2 || doc.B.Rows != 2 {
+		t.Errorf("rows A %d, B %d, want 2 (the identical pair skipped)", doc.A.Rows, doc.B.Rows)
+	}
+	if !slices.ContainsFunc(doc.Warnings, func(w string) bool { return strings.Contains(w, "were skipped") }) {
+		t.Errorf("warnings %q", doc.Warnings)
+	}
+}
+
+// TestContrastZeroSpread: sets without spread (one prompt repeated) show
+// the separation ∞ (null) at every hook, never the ratio of two rounding
+// errors (1e6..1e16).
+func TestContrastZeroSpread(t *testing.T) {
+	dir := t.TempDir()
+	a := writeFile(t, filepath.Join(dir, "a.txt"), "The boy ran\nThe boy ran\nThe boy ran\n")
+	b := writeFile(t, filepath.Join(dir, "b.txt"), "The girl ran\nThe girl ran\nThe girl ran\n")
+	doc := contrastJSON(t, "--a", a, "--b", b, "--lens-k", "0")
+	for _, c := range doc.Components {
+		if c.Separation != nil || c.Spread == nil || *c.Spread != 0 {
+			t.Errorf("%s: separation %v, spread %v, want null (∞) and 0", c.Hook, ptr(c.Separation), ptr(c.Spread))
+		}
+	}
+}
+
+func ptr(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// TestAnswerMergingRefused: an answer that merges with the end of the
+// prompt ("gi" + "rl" is "girl") is refused with the reason; it was scored
+// as " rl".
+func TestAnswerMergingRefused(t *testing.T) {
+	model := testmodels.Path(t, testmodels.Stories260K)
+	_, _, err := run(t, false, "compare", oneThread, "-m", model, "--answer", "rl", "There was a little gi", "There was a little bo")
+	if err == nil || ExitCode(err) != ExitUsage || !strings.Contains(err.Error(), "merges with the end of the prompt") || !strings.Contains(err.Error(), `reads " rl"`) {
+		t.Fatalf("err = %v, want a usage error about the merge", err)
+	}
+}
+
+// overflowModel writes a tiny synthetic model whose
+// blk.1.ffn_down.weight is 3e38 everywhere: layer 1's MLP output
+// overflows, and everything after it is NaN.
+func overflowModel(t *testing.T) string {
+	t.Helper()
+	spec, err := models.SynthPreset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "overflow.gguf")
+	if err := models.WriteSynthetic(path, spec); err != nil {
+		t.Fatal(err)
+	}
+	f, err := models.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range f.Tensors {
+		if ti.Name != "blk.1.ffn_down.weight" {
+			continue
+		}
+		buf := make([]byte, 4*ti.NumElements())
+		for i := 0; i < len(buf); i += 4 {
+			binary.LittleEndian.PutUint32(buf[i:], math.Float32bits(3e38))
+		}
+		w, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		if _, err := w.WriteAt(buf, f.DataOffset+int64(ti.Offset)); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	t.Fatal("no blk.1.ffn_down.weight")
+	return ""
+}
+
+// TestNonFiniteModel: a model that produces NaN is named as such, with
+// the layer, by compare (--json too: it failed with "json: unsupported
+// value: NaN"), patch (which blamed its metric) and contrast (which blamed
+// the directions); capture writes the values and warns.
+func TestNonFiniteModel(t *testing.T) {
+	model := overflowModel(t)
+	want := func(what string, err error) {
+		t.Helper()
+		if err == nil || ExitCode(err) != ExitError || !strings.Contains(err.Error(), "overflow.gguf produces") || !strings.Contains(err.Error(), "blocks.1.hook_mlp_out") {
+			t.Errorf("%s: err = %v, want the model named as producing NaN from blocks.1.hook_mlp_out", what, err)
+		}
+	}
+	_, _, err := run(t, false, "compare", oneThread, "--json", "-m", model, "She ran", "He ran")
+	want("compare --json", err)
+	_, _, err = run(t, false, "patch", oneThread, "-m", model, "--clean", "She ran", "--corrupt", "He ran", "--answer", " she", "--pos", "last")
+	want("patch", err)
+	_, _, err = run(t, false, "contrast", oneThread, "-m", model, "--a", sheFile, "--b", heFile, "--paired", "--export-cvec", filepath.Join(t.TempDir(), "v.gguf"))
+	want("contrast", err)
+	dir := filepath.Join(t.TempDir(), "acts")
+	_, errOut, err := run(t, false, "capture", oneThread, "-m", model, "--hooks", "mlp_out", "-o", dir, "She ran")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut, "warning: overflow.gguf produces") || !strings.Contains(errOut, "blocks.1.hook_mlp_out") {
+		t.Errorf("capture stderr %q, want a warning naming blocks.1.hook_mlp_out", errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "blocks.1.hook_mlp_out.npy")); err != nil {
+		t.Error("capture did not write the values")
+	}
+}
+
+// TestSmallInputs: inputs that were taken silently for something else.
+func TestSmallInputs(t *testing.T) {
+	model := testmodels.Path(t, testmodels.Stories260K)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // "" for success
+	}{
+		{"spaces are a prompt", []string{"compare", oneThread, "-m", model, "--no-lens", "   ", "The dog"}, ""},
+		{"spaces are a capture", []string{"capture", oneThread, "-m", model, "-o", filepath.Join(t.TempDir(), "x"), "   "}, ""},
+		{"pos -0", []string{"compare", "-m", model, "--pos", "-0", "a", "b"}, `"-0" is not a position`},
+		{"pos -0 in a pair", []string{"compare", "-m", model, "--pos", "1:-0", "a", "b"}, `"-0" is not a position`},
+		{"pos empty", []string{"compare", "-m", model, "--pos", "", "a", "b"}, "--pos is empty"},
+		{"contrast pos -0", []string{"contrast", "-m", model, "--a", sheFile, "--b", heFile, "--pos", "-0"}, `"-0" is not a position`},
+		{"contrast pos empty", []string{"contrast", "-m", model, "--a", sheFile, "--b", heFile, "--pos", " "}, "--pos is empty"},
+		{"synth layers 0", []string{"synth", "-o", filepath.Join(t.TempDir(), "s.gguf"), "--layers", "0"}, "--layers 0"},
+		{"synth d-model 0", []string{"synth", "-o", filepath.Join(t.TempDir(), "s.gguf"), "--d-model", "0"}, "--d-model 0"},
+		{"synth tied untied", []string{"synth", "-o", filepath.Join(t.TempDir(), "s.gguf"), "--tied", "--untied"}, "contradict"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := run(t, false, tc.args...)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("err = %v, want success", err)
+			case tc.want != "" && (err == nil || ExitCode(err) != ExitUsage || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("err = %v, want a usage error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,76 @@
+package llamacpp
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lldiff/lldiff/internal/benchmodels"
+	"github.com/lldiff/lldiff/models"
+)
+
+// benchCPUTyped returns the bench-cpu preset with weights of type typ:
+// F16, Q8_0 and Q4_0 written directly, Q4_K_M quantized from the F16 file
+// by llama.cpp (its usual mixture), all cached in $TMPDIR/lldiff-bench.
+func benchCPUTyped(b *testing.B, typ string) string {
+	b.Helper()
+	direct := map[string]models.GGMLType{"F16": models.F16, "Q8_0": models.Q8_0, "Q4_0": models.Q4_0}
+	if t, ok := direct[typ]; ok {
+		p, err := benchmodels.Synthetic("bench-cpu", t)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	f16, err := benchmodels.Synthetic("bench-cpu", models.F16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := filepath.Join(filepath.Dir(f16), "bench-cpu-"+typ+".gguf")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if err := Quantize(f16, p, QuantizeParams{Type: typ}); err != nil && !errors.Is(err, fs.ErrExist) {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkDecodeTypes times the bare decode of a 20-token prompt (logits
+// of the last token only, no capture, the KV cache cleared between runs:
+// what llama-bench's pp20 measures) on the bench-cpu shape for each weight
+// type users load, and reports tokens per second. make bench-anchor
+// measures llama.cpp itself on the same files (docs/performance.md).
+func BenchmarkDecodeTypes(b *testing.B) {
+	for _, typ := range []string{"Q4_0", "Q4_K_M", "Q8_0", "F16"} {
+		b.Run(typ, func(b *testing.B) {
+			m, err := LoadModel(benchCPUTyped(b, typ), ModelParams{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close()
+			c, err := m.NewContext(ContextParams{NCtx: 256, NoCallback: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			toks := [][]int32{benchTokens(20)}
+			if _, err := c.Run(toks, RunOptions{NoLogits: true}); err != nil { // warm up: page cache, repacking
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			t0 := time.Now()
+			for range b.N {
+				if _, err := c.Run(toks, RunOptions{NoLogits: true}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			sec := time.Since(t0).Seconds() / float64(b.N)
+			b.ReportMetric(sec*1000, "decode-ms")
+			b.ReportMetric(20/sec, "tok/s")
+		})
+	}
+}
