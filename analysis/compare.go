@@ -38,7 +38,9 @@ type CompareOptions struct {
 // CompareResult is the document `compare --json` prints
 // (docs/compare-json.md).
 type CompareResult struct {
-	Model      string          `json:"model"`
+	Model string `json:"model"`
+	// Summary says in words what differs, from the numbers below.
+	Summary    *Summary        `json:"summary"`
 	Positions  []PosPair       `json:"positions"`
 	Warnings   []string        `json:"warnings"`
 	Prompts    [2]Prompt       `json:"prompts"`
@@ -344,6 +346,7 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 			c.Answers = append(c.Answers, aj)
 		}
 	}
+	c.Summary = Summarize(c)
 	return c, nil
 }
 

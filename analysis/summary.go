@@ -201,11 +201,11 @@ func Summarize(r *CompareResult) *Summary {
 	if p := summarizePrediction(r); p != nil {
 		s.Prediction = p
 		if p.TopA == p.TopB {
-			sentences = append(sentences, fmt.Sprintf("Both predict %s (%.2f after A, %.2f after B).", p.TopA, p.ProbA, p.ProbB))
+			sentences = append(sentences, fmt.Sprintf("Both predict %q (%.2f after A, %.2f after B).", p.TopA, p.ProbA, p.ProbB))
 		} else {
-			sent := fmt.Sprintf("The prediction changes from %s (%.2f) to %s (%.2f)", p.TopA, p.ProbA, p.TopB, p.ProbB)
+			sent := fmt.Sprintf("The prediction changes from %q (%.2f) to %q (%.2f)", p.TopA, p.ProbA, p.TopB, p.ProbB)
 			if p.RankOfTopA >= 0 {
-				sent += fmt.Sprintf("; %s drops from rank 0 to rank %d", p.TopA, p.RankOfTopA)
+				sent += fmt.Sprintf("; %q drops from rank 0 to rank %d", p.TopA, p.RankOfTopA)
 			}
 			sentences = append(sentences, sent+".")
 		}
@@ -303,7 +303,7 @@ func summarizePrediction(r *CompareResult) *SummaryPrediction {
 	if len(ta) == 0 || len(tb) == 0 {
 		return nil
 	}
-	p := &SummaryPrediction{TopA: quotePiece(ta[0]), ProbA: ta[0].Prob, TopB: quotePiece(tb[0]), ProbB: tb[0].Prob, RankOfTopA: -1}
+	p := &SummaryPrediction{TopA: ta[0].Piece, ProbA: ta[0].Prob, TopB: tb[0].Piece, ProbB: tb[0].Prob, RankOfTopA: -1}
 	if ta[0].ID == tb[0].ID {
 		p.TopB = p.TopA
 		return p
@@ -323,5 +323,3 @@ func summarizePrediction(r *CompareResult) *SummaryPrediction {
 	return p
 }
 
-// quotePiece shows a predicted token as its piece, quoted.
-func quotePiece(t PredToken) string { return fmt.Sprintf("%q", t.Piece) }

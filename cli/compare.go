@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/diff"
+	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
@@ -182,6 +184,12 @@ func printComparison(opts *CompareOptions, m *llamacpp.Model, doc *CompareJSON) 
 	out := opts.IO.Out
 	section := func(title string) {
 		fmt.Fprintf(out, "\n== %s ==\n", title)
+	}
+	if doc.Summary != nil && doc.Summary.Text != "" {
+		section("summary")
+		for _, line := range wrapWords(safetext.Terminal(doc.Summary.Text), 92) {
+			fmt.Fprintln(out, line)
+		}
 	}
 	if !opts.NoTokens {
 		section("tokens")
@@ -388,4 +396,30 @@ func bar(v, maxV float64, width int) string {
 	}
 	n := int(math.Round(v / maxV * float64(width)))
 	return strings.Repeat("█", n)
+}
+
+// wrapWords breaks text into lines of at most width runes at spaces (a
+// longer word stays whole).
+func wrapWords(text string, width int) []string {
+	var lines []string
+	var cur strings.Builder
+	n := 0
+	for _, w := range strings.Fields(text) {
+		l := utf8.RuneCountInString(w)
+		if n > 0 && n+1+l > width {
+			lines = append(lines, cur.String())
+			cur.Reset()
+			n = 0
+		}
+		if n > 0 {
+			cur.WriteByte(' ')
+			n++
+		}
+		cur.WriteString(w)
+		n += l
+	}
+	if n > 0 {
+		lines = append(lines, cur.String())
+	}
+	return lines
 }
