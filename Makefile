@@ -37,7 +37,7 @@ CGO_ENV = CGO_ENABLED=1 CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="$(CFLAGS_V)" CG
 TEST_FLAGS ?= -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda cuda-src clean env link-check test-arm64 bench-anchor
+.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda cuda-src clean env link-check test-arm64 bench-anchor gpu-bundle gpu-tests
 
 all: build
 
@@ -164,6 +164,17 @@ cuda:
 	mkdir -p lib/lldiff
 	cp -a build/cuda/lib/ollama/libggml-cuda*.so* build/cuda/lib/ollama/libggml-base*.so* lib/lldiff/
 	@echo "CUDA backend in lib/lldiff; check with: $(BIN) devices"
+
+# gpu-bundle prepares, where Go is, what scripts/gpu-check.sh runs on a GPU
+# machine without Go: a PORTABLE=1 bin/lldiff, the llamacpp test binary and
+# benchtable (stripped), and build/ollama-src. Carry bin/ and build/ollama-src
+# (about 45 MB).
+gpu-bundle:
+	@$(MAKE) --no-print-directory PORTABLE=1 build gpu-tests cuda-src
+
+gpu-tests: deps
+	$(CGO_ENV) $(GO) test -c -ldflags='-s -w' -o bin/llamacpp.test ./llamacpp
+	$(CGO_ENV) $(GO) build -ldflags='-s -w' -o bin/benchtable ./scripts/benchtable
 
 # cuda-src copies what make cuda needs from the Go module cache.
 cuda-src: deps

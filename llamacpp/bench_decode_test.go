@@ -47,7 +47,7 @@ func benchCPUTyped(b *testing.B, typ string) string {
 func BenchmarkDecodeTypes(b *testing.B) {
 	for _, typ := range []string{"Q4_0", "Q4_K_M", "Q8_0", "F16"} {
 		b.Run(typ, func(b *testing.B) {
-			m, err := LoadModel(benchCPUTyped(b, typ), ModelParams{})
+			m, err := LoadModel(benchCPUTyped(b, typ), ModelParams{GPULayers: benchNGL()})
 			if err != nil {
 				b.Fatal(err)
 			}

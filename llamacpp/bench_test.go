@@ -8,15 +8,16 @@ import (
 	"github.com/lldiff/lldiff/models"
 )
 
-// benchCPUModel loads the bench-cpu preset with Q4_0 weights, written once
-// (models.CachedSynthetic); it is closed when the benchmark ends.
+// benchCPUModel loads the bench-cpu preset (or $LLDIFF_BENCH_PRESET) with
+// Q4_0 weights, written once (benchmodels.Synthetic), with
+// $LLDIFF_BENCH_NGL layers on the GPU; it is closed when the benchmark ends.
 func benchCPUModel(b *testing.B) *Model {
 	b.Helper()
-	path, err := benchmodels.Synthetic("bench-cpu", models.Q4_0)
+	path, err := benchmodels.Synthetic(benchPreset(), models.Q4_0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := LoadModel(path, ModelParams{})
+	m, err := LoadModel(path, ModelParams{GPULayers: benchNGL()})
 	if err != nil {
 		b.Fatal(err)
 	}
