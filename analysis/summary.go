@@ -21,9 +21,13 @@ const (
 	// the first attention output at the last position by 0.05–0.3 on
 	// every model we have measured.
 	SummaryEnterRel = 0.01
-	// SummaryLensTokens is how many of the last layer's lens tokens of
-	// A−B (and B−A) the summary names.
+	// SummaryLensTokens is how many lens tokens of A−B (and B−A) the
+	// summary names at most.
 	SummaryLensTokens = 3
+	// SummaryLensLayers is how many consecutive layers, up to the last, a
+	// token must stay among the top tokens of the difference lens to be
+	// named: one noisy layer does not decide what a difference "means".
+	SummaryLensLayers = 2
 )
 
 // Summary says in words what differs between A and B, built only from
@@ -34,6 +38,9 @@ type Summary struct {
 	Text string `json:"text"`
 	// Identical is true when A and B are the same tokens.
 	Identical bool `json:"identical"`
+	// BeforeDifference is true when every compared position comes before
+	// the first differing token (nothing can differ there).
+	BeforeDifference bool `json:"before_difference,omitempty"`
 	// FirstDifference is where the token sequences first differ.
 	FirstDifference *SummaryDiff `json:"first_difference,omitempty"`
 	// Enters is the first component, in the order the model computes
@@ -130,6 +137,19 @@ func Summarize(r *CompareResult) *Summary {
 	}
 	if d := differingSpan(a, b); d != nil {
 		s.FirstDifference = d
+		before := len(r.Positions) > 0
+		for _, p := range r.Positions {
+			if p.A >= d.Pos || p.B >= d.Pos {
+				before = false
+			}
+		}
+		if before {
+			s.BeforeDifference = true
+			sentences = append(sentences, fmt.Sprintf("The prompts differ only after the compared position%s (first at position %d, %q vs %q): attention is causal, so nothing can differ there yet.",
+				plural(len(r.Positions)), d.Pos, d.TextA, d.TextB))
+			s.Text = strings.Join(sentences, " ")
+			return s
+		}
 		each := fmt.Sprintf("%d and %d tokens", d.TokensA, d.TokensB)
 		if d.TokensA == d.TokensB {
 			each = fmt.Sprintf("%d token%s each", d.TokensA, plural(d.TokensA))
@@ -188,14 +208,15 @@ func Summarize(r *CompareResult) *Summary {
 
 	if l := summarizeLens(r.Lens); l != nil {
 		s.Lens = l
-		from := func(layer int) string {
-			if layer == l.LastLayer {
-				return "at the last layer"
-			}
-			return fmt.Sprintf("from layer %d on", layer)
+		from := func(layer int) string { return fmt.Sprintf("from layer %d on", layer) }
+		var reads []string
+		if len(l.AMinusB) > 0 {
+			reads = append(reads, fmt.Sprintf("A−B promotes %s (%s)", strings.Join(l.AMinusB, " "), from(l.FromLayerAB)))
 		}
-		sentences = append(sentences, fmt.Sprintf("Read through the unembedding, A−B promotes %s (%s) and B−A %s (%s).",
-			strings.Join(l.AMinusB, " "), from(l.FromLayerAB), strings.Join(l.BMinusA, " "), from(l.FromLayerBA)))
+		if len(l.BMinusA) > 0 {
+			reads = append(reads, fmt.Sprintf("B−A %s (%s)", strings.Join(l.BMinusA, " "), from(l.FromLayerBA)))
+		}
+		sentences = append(sentences, "Read through the unembedding, "+strings.Join(reads, " and ")+".")
 	}
 
 	if p := summarizePrediction(r); p != nil {
@@ -258,42 +279,51 @@ func differingSpan(a, b []Token) *SummaryDiff {
 	return &SummaryDiff{Pos: p, TextA: text(sa), TextB: text(sb), TokensA: len(sa), TokensB: len(sb)}
 }
 
-// summarizeLens reads the lens of the differences: the last layer's top
-// tokens, and from which layer on the first of them stays among the top
-// tokens of every layer.
+// summarizeLens reads the lens of the differences: the tokens that stay
+// among the top tokens of A−B (B−A) for at least SummaryLensLayers
+// consecutive layers up to the last, in the last layer's order, and the
+// first layer from which the first of them stays there. It returns nil when
+// no token of either side stays that long.
 func summarizeLens(ls []LensLayer) *SummaryLens {
-	if len(ls) == 0 {
+	if len(ls) < SummaryLensLayers {
 		return nil
 	}
 	last := ls[len(ls)-1]
-	if len(last.AMinusB) == 0 || len(last.BMinusA) == 0 {
-		return nil
-	}
-	pieces := func(ts []LensToken) []string {
-		var out []string
-		for i := 0; i < len(ts) && i < SummaryLensTokens; i++ {
-			out = append(out, ts[i].Piece)
-		}
-		return out
-	}
-	from := func(get func(LensLayer) []LensToken) int {
-		id := get(last)[0].ID
-		layer := last.Layer
+	// from returns the first layer of the run of layers, ending at the
+	// last, whose top tokens hold id.
+	from := func(get func(LensLayer) []LensToken, id int32) (layer, n int) {
+		layer = last.Layer
 		for i := len(ls) - 1; i >= 0; i-- {
 			if !slices.ContainsFunc(get(ls[i]), func(t LensToken) bool { return t.ID == id }) {
 				break
 			}
-			layer = ls[i].Layer
+			layer, n = ls[i].Layer, n+1
 		}
-		return layer
+		return layer, n
 	}
-	return &SummaryLens{
-		AMinusB:     pieces(last.AMinusB),
-		BMinusA:     pieces(last.BMinusA),
-		FromLayerAB: from(func(l LensLayer) []LensToken { return l.AMinusB }),
-		FromLayerBA: from(func(l LensLayer) []LensToken { return l.BMinusA }),
-		LastLayer:   last.Layer,
+	stable := func(get func(LensLayer) []LensToken) ([]string, int) {
+		var names []string
+		first := -1
+		for _, t := range get(last) {
+			l, n := from(get, t.ID)
+			if n < SummaryLensLayers {
+				continue
+			}
+			if first < 0 {
+				first = l
+			}
+			if len(names) < SummaryLensTokens {
+				names = append(names, t.Piece)
+			}
+		}
+		return names, first
 	}
+	ab, fromAB := stable(func(l LensLayer) []LensToken { return l.AMinusB })
+	ba, fromBA := stable(func(l LensLayer) []LensToken { return l.BMinusA })
+	if len(ab) == 0 && len(ba) == 0 {
+		return nil
+	}
+	return &SummaryLens{AMinusB: ab, BMinusA: ba, FromLayerAB: fromAB, FromLayerBA: fromBA, LastLayer: last.Layer}
 }
 
 // summarizePrediction compares the top predictions; A's top token's rank
@@ -322,4 +352,3 @@ func summarizePrediction(r *CompareResult) *SummaryPrediction {
 	}
 	return p
 }
-

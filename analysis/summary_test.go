@@ -130,3 +130,38 @@ func TestDifferingSpanLengths(t *testing.T) {
 		t.Errorf("prefix span %+v", d)
 	}
 }
+
+// TestSummarizeLensConsistency: a token named by the lens sentence must
+// stay in the top of the difference lens for SummaryLensLayers consecutive
+// layers up to the last; one layer is not enough.
+func TestSummarizeLensConsistency(t *testing.T) {
+	r := girlBoy()
+	names := map[int32]string{10: "▁her", 20: "▁he", 30: "x", 31: "y"}
+	r.Lens = []LensLayer{
+		lensLayer(0, []int32{10}, []int32{20}, names),
+		lensLayer(1, []int32{30}, []int32{31}, names), // a noisy layer breaks the runs
+		lensLayer(2, []int32{10}, []int32{20}, names),
+	}
+	if s := Summarize(r); s.Lens != nil || strings.Contains(s.Text, "unembedding") {
+		t.Errorf("tokens on the last layer only are named: %+v, %s", s.Lens, s.Text)
+	}
+	r.Lens[1] = lensLayer(1, []int32{10, 30}, []int32{31}, names)
+	s := Summarize(r)
+	if s.Lens == nil || len(s.Lens.AMinusB) != 1 || s.Lens.FromLayerAB != 0 || len(s.Lens.BMinusA) != 0 {
+		t.Fatalf("lens %+v", s.Lens)
+	}
+	if !strings.Contains(s.Text, "A−B promotes ▁her (from layer 0 on).") {
+		t.Errorf("lens sentence: %s", s.Text)
+	}
+}
+
+// TestSummarizeBeforeDifference: comparing a position before the first
+// differing token says so, and nothing else.
+func TestSummarizeBeforeDifference(t *testing.T) {
+	r := girlBoy()
+	r.Positions = []PosPair{{A: 1, B: 1}}
+	s := Summarize(r)
+	if !s.BeforeDifference || !strings.Contains(s.Text, "differ only after the compared position (first at position 2") || s.Largest != nil {
+		t.Errorf("before the difference: %+v", s)
+	}
+}
