@@ -58,62 +58,6 @@ type ContrastResult struct {
 	Cvec       *ContrastExport                 `json:"control_vector,omitempty"`
 	Hooks      []models.Hook                   `json:"-"` // the measured hooks, in model order
 	Stats      map[models.Hook]*contrast.Stats `json:"-"`
-	// Scales holds each hook's RMS row norm over both sets: the scale of
-	// its activations, against which a difference or a spread is rounding
-	// (Negligible).
-	Scales map[models.Hook]float64 `json:"-"`
-}
-
-// RoundingLevel is the relative size below which a difference or a spread
-// of activations is float32 rounding, not a measurement: two sequences
-// decoded in one batch, identical in theory, differ by about 1e-6 of their
-// norm (the order of additions depends on where they sit in the batch).
-const RoundingLevel = 1e-5
-
-// Negligible reports whether x (a norm or a spread) is at the level of
-// rounding for activations of RMS norm scale, or zero.
-func Negligible(x, scale float64) bool {
-	return x == 0 || x <= RoundingLevel*scale
-}
-
-// rmsNorm returns the root mean square of the row norms of a and b.
-func rmsNorm(a, b *contrast.Samples) float64 {
-	var ss float64
-	n := 0
-	for _, s := range []*contrast.Samples{a, b} {
-		if s == nil {
-			continue
-		}
-		for _, v := range s.Data {
-			ss += float64(v) * float64(v)
-		}
-		n += s.N
-	}
-	if n == 0 {
-		return 0
-	}
-	return math.Sqrt(ss / float64(n))
-}
-
-// roundStats treats a mean difference or a spread at the level of rounding
-// as zero, the same way for every hook: a separation is then 0 (no
-// difference) or +Inf (a difference without spread), never the ratio of
-// two rounding errors (1e16) for one hook and +Inf for the next.
-func roundStats(st *contrast.Stats, scale float64) {
-	zero := func(x *float64) {
-		if !math.IsNaN(*x) && Negligible(*x, scale) {
-			*x = 0
-		}
-	}
-	zero(&st.StdA)
-	zero(&st.StdB)
-	zero(&st.Spread)
-	switch {
-	case Negligible(st.Norm, scale):
-		st.Separation = 0
-	case st.Spread == 0:
-		st.Separation = math.Inf(1)
-	}
 }
 
 // ContrastSet describes one set.
@@ -520,7 +464,7 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 	if err := checkSamplesFinite(e, hooks, cd, sa, sb); err != nil {
 		return nil, err
 	}
-	res := &ContrastResult{Hooks: hooks, Stats: map[models.Hook]*contrast.Stats{}, Scales: map[models.Hook]float64{}}
+	res := &ContrastResult{Hooks: hooks, Stats: map[models.Hook]*contrast.Stats{}}
 	ds := cd.Dataset
 	res.Model, res.Arch, res.Paired, res.Positions = o.Model, info.Arch, ds.Paired, strings.TrimSpace(o.Spec)
 	res.A = ContrastSet{Source: o.Sources[0], Prompts: len(ds.A), Rows: sa[hooks[0]].N}
@@ -545,8 +489,6 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.Scales[h] = rmsNorm(sa[h], sb[h])
-		roundStats(st, res.Scales[h])
 		res.Stats[h] = st
 		comps = append(comps, &comp{h: h, st: st, c: ContrastComp{
 			Hook: h.Name(), Short: h.Short(), Kind: string(h.Kind), Layer: h.Layer,
@@ -572,7 +514,7 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 		}
 		return cmp.Compare(y.st.Norm, x.st.Norm)
 	})
-	if !slices.ContainsFunc(comps, func(c *comp) bool { return !Negligible(c.st.Norm, res.Scales[c.h]) }) {
+	if !slices.ContainsFunc(comps, func(c *comp) bool { return !contrast.Negligible(c.st.Norm, c.st.Scale) }) {
 		res.Warnings = append(res.Warnings, "A and B give the same activations at the chosen positions (every ‖Δμ‖ is 0, or at the level of float32 rounding; position 0 is the same first token in every prompt): there is nothing to contrast; choose positions where the prompts differ")
 	}
 	stats := make([]*contrast.Stats, len(comps))
@@ -672,10 +614,10 @@ func ControlVector(r *ContrastResult, nLayer int, o CvecOptions) (*contrast.Cont
 			ex.Skipped = append(ex.Skipped, fmt.Sprintf("%s: A and B do not differ there (the mean difference is zero)", h.Short()))
 			continue
 		}
-		if Negligible(st.Norm, r.Scales[h]) {
+		if contrast.Negligible(st.Norm, st.Scale) {
 			// as a unit vector, rounding noise would steer as hard as a
 			// real direction
-			ex.Skipped = append(ex.Skipped, fmt.Sprintf("%s: A and B do not differ there (‖Δμ‖ = %.3g is float32 rounding for activations of norm %.3g)", h.Short(), st.Norm, r.Scales[h]))
+			ex.Skipped = append(ex.Skipped, fmt.Sprintf("%s: A and B do not differ there (‖Δμ‖ = %.3g is float32 rounding for activations of norm %.3g)", h.Short(), st.Norm, st.Scale))
 			continue
 		}
 		var v []float32

@@ -58,7 +58,8 @@ func overflowModel(t *testing.T) string {
 // TestNonFinite: a model whose activations overflow is reported once, as
 // such, with the first hook that is not finite, by every analysis; before,
 // compare printed tables of NaN (and --json failed with "unsupported value:
-// NaN"), patch blamed its metric and contrast its directions.
+// NaN"), patch blamed its metric, contrast its directions and steer its
+// scale.
 func TestNonFinite(t *testing.T) {
 	path := overflowModel(t)
 	forEngines(t, path, func(t *testing.T, e models.Engine) {
@@ -89,13 +90,22 @@ func TestNonFinite(t *testing.T) {
 			B: []contrast.Prompt{{Text: promptBoy, Source: "b:1"}, {Text: "He ran", Source: "b:2"}}}
 		_, err = Contrast(e, ContrastOptions{Dataset: ds, Positions: RowSpec{Indices: []int{-1}}, Kinds: []models.Kind{models.ResidPost}, Parallel: 2})
 		check("contrast", err)
+
+		// steer blamed the scale ("use a smaller scale") at scale 0
+		dir := make([]float32, e.ModelInfo().DModel)
+		dir[0] = 1
+		so := steerOpts(&contrast.ControlVector{Directions: map[int][]float32{1: dir}, Offset: -1})
+		so.Answers, so.N = nil, 1
+		_, err = Steer(e, so)
+		check("steer", err)
 	})
 }
 
 // TestRoundStats: sets without spread give the separation +Inf at every
 // hook, whatever rounding leaves in the spread (before, 1e16 for one hook
 // and +Inf for the next), and a mean difference at the level of rounding
-// gives 0 and no control-vector direction.
+// gives 0 and no control-vector direction. contrast.Compute applies the
+// rule (contrast.TestComputeRounding); the control vector follows it.
 func TestRoundStats(t *testing.T) {
 	row := func(v float32) []float32 { return []float32{v, 2 * v, -v, 0.5} }
 	a, b := contrast.NewSamples(4, 3), contrast.NewSamples(4, 3)
@@ -107,8 +117,6 @@ func TestRoundStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scale := rmsNorm(a, b)
-	roundStats(st, scale)
 	if st.Spread != 0 || !math.IsInf(st.Separation, 1) {
 		t.Errorf("identical rows per set: spread %v, separation %v, want 0 and +Inf", st.Spread, st.Separation)
 	}
@@ -124,13 +132,11 @@ func TestRoundStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roundStats(st2, rmsNorm(a, b2))
 	if st2.Norm == 0 || st2.Separation != 0 {
 		t.Errorf("rounding-level difference: norm %v, separation %v, want a tiny norm and separation 0", st2.Norm, st2.Separation)
 	}
 	h := models.Hook{Kind: models.ResidPost, Layer: 1}
-	r := &ContrastResult{Stats: map[models.Hook]*contrast.Stats{h: st2, {Kind: models.ResidPost, Layer: 0}: st2},
-		Scales: map[models.Hook]float64{h: rmsNorm(a, b2)}}
+	r := &ContrastResult{Stats: map[models.Hook]*contrast.Stats{h: st2, {Kind: models.ResidPost, Layer: 0}: st2}}
 	_, _, err = ControlVector(r, 2, CvecOptions{Method: "mean", Norm: "unit"})
 	if err == nil || !strings.Contains(err.Error(), "rounding") {
 		t.Errorf("control vector from rounding noise: err = %v, want a refusal", err)

@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,6 +139,9 @@ func Steer(e models.Engine, o SteerOptions) (*SteerResult, error) {
 	if len(applied) == 0 {
 		return nil, inputErr("no direction of %s falls in the layer range %s of this %d-layer model", o.VectorFile, o.Layers, nl)
 	}
+	if err := checkScales(o.Scales, unit, applied); err != nil {
+		return nil, err
+	}
 	if !slices.ContainsFunc(applied, func(l int) bool { return diff.Norm(unit[l]) > 0 }) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("every applied direction of %s is zero: steering with it changes nothing", o.VectorFile))
 	}
@@ -197,6 +201,10 @@ func Steer(e models.Engine, o SteerOptions) (*SteerResult, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		if degenerate(g.First) && scale == 0 {
+			// no vector is added at scale 0: the model itself is broken
+			return nil, nil, brokenModel(e, gen, ids)
+		}
 		if degenerate(g.First) {
 			return nil, nil, fmt.Errorf("at --scale %g the model's output breaks down (its logits are all equal, NaN or infinite): the vector times the scale overflows float32 inside the model; use a smaller scale", scale)
 		}
@@ -234,6 +242,48 @@ func Steer(e models.Engine, o SteerOptions) (*SteerResult, error) {
 		progress.Update(i + 2)
 	}
 	return r, nil
+}
+
+// checkScales refuses a scale that is not finite, or whose product with a
+// value of an applied direction is beyond float32's range: llama.cpp adds
+// the vector in float32, and an infinite value there is the scale's
+// fault, not the file's.
+func checkScales(scales []float64, dirs [][]float32, applied []int) error {
+	var peak float64
+	at := -1
+	for _, l := range applied {
+		for _, x := range dirs[l] {
+			if a := math.Abs(float64(x)); a > peak {
+				peak, at = a, l
+			}
+		}
+	}
+	for _, s := range scales {
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			return inputErr("--scale %g is not a finite number", s)
+		}
+		if p := math.Abs(s) * peak; p > math.MaxFloat32 {
+			return inputErr("--scale %g times the control vector's largest value (%.4g, at layer %d) is %.4g, beyond float32's range (%.4g): use a scale of at most %.4g in magnitude (far smaller ones keep the model's output meaningful)",
+				s, peak, at, p, float64(math.MaxFloat32), math.MaxFloat32/peak)
+		}
+	}
+	return nil
+}
+
+// brokenModel explains logits without a prediction at scale 0, where no
+// vector is added: a *NonFiniteError naming the first layer whose output
+// is not finite (CheckFinite), or, when every value is finite, a plain
+// error that blames the model rather than the scale.
+func brokenModel(e models.Engine, gen models.Generator, ids []int32) error {
+	logits := models.Hook{Kind: models.Logits, Layer: -1}
+	cs, err := gen.Run([][]int32{ids}, []models.Hook{logits})
+	if err != nil {
+		return err
+	}
+	if err := CheckFinite(e, cs...); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s gives equal logits for every token after the prompt without any control vector (scale 0): the model's weights are broken, not the scale", filepath.Base(e.Path()))
 }
 
 // steerStep describes generation g at scale against the baseline's

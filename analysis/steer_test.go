@@ -199,6 +199,15 @@ func TestSteerErrors(t *testing.T) {
 	if _, err := Steer(e, huge); err == nil || !strings.Contains(err.Error(), "smaller scale") {
 		t.Errorf("overflowing vector: err = %v", err)
 	}
+	// a scale whose product with the vector is beyond float32 is refused
+	// up front, naming --scale (llama.cpp refused the vector's "+Inf")
+	for _, scales := range [][]float64{{1e45}, {0, -1e45}, {math.Inf(1)}, {math.NaN()}} {
+		bad := o
+		bad.Scales = scales
+		if _, err := Steer(e, bad); !errors.As(err, &ie) || !strings.Contains(err.Error(), "--scale") {
+			t.Errorf("scales %v: err = %v, want an InputError about --scale", scales, err)
+		}
+	}
 	var ns *models.NotSupportedError
 	if _, err := Steer(noGenerator{e}, o); !errors.As(err, &ns) {
 		t.Errorf("engine without generation: err = %v", err)

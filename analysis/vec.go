@@ -31,6 +31,9 @@ type VecSource struct {
 	Kind string                    `json:"kind"`
 	Vecs map[models.Hook][]float32 `json:"-"`
 	All  []float32                 `json:"-"`
+	// Prompts are the two prompts of a pair, with their escapes undone
+	// (SplitPair).
+	Prompts [2]string `json:"-"`
 }
 
 // At returns the source's vector at hook h, nil when it has none.
@@ -70,6 +73,35 @@ type VecLoadOptions struct {
 	CvecOffset int
 }
 
+// SplitPair splits a prompt pair "A|B" at its one unescaped bar and
+// undoes the escapes: \| is a bar that belongs to the text and \\ a
+// backslash; any other backslash is kept as it is. ok is false when arg
+// has no unescaped bar (it is not a pair); a second unescaped bar is an
+// *InputError, since it would leave open which bar separates the prompts.
+func SplitPair(arg string) (a, b string, ok bool, err error) {
+	var side [2]strings.Builder
+	bars := 0
+	for i := 0; i < len(arg); i++ {
+		c := arg[i]
+		switch {
+		case c == '\\' && i+1 < len(arg) && (arg[i+1] == '|' || arg[i+1] == '\\'):
+			i++
+			side[min(bars, 1)].WriteByte(arg[i])
+		case c == '|':
+			bars++
+			if bars > 1 {
+				return "", "", false, inputErr("prompt pair %q has more than one |: write a bar that belongs to a prompt as \\| (and a backslash as \\\\), e.g. 'x \\| y|z' is the pair \"x | y\" and \"z\"", arg)
+			}
+		default:
+			side[min(bars, 1)].WriteByte(c)
+		}
+	}
+	if bars == 0 {
+		return "", "", false, nil
+	}
+	return side[0].String(), side[1].String(), true, nil
+}
+
 // LoadVecSource resolves one argument of vec: an existing directory (a
 // --save-vectors directory), .npy file or control vector is read; any
 // other argument must be a prompt pair "A|B", returned with no vectors for
@@ -77,11 +109,15 @@ type VecLoadOptions struct {
 func LoadVecSource(arg string, o VecLoadOptions) (*VecSource, error) {
 	st, statErr := os.Stat(arg)
 	if statErr != nil {
-		if a, b, ok := strings.Cut(arg, "|"); ok {
+		a, b, ok, err := SplitPair(arg)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			if strings.TrimSpace(a) == "" || strings.TrimSpace(b) == "" {
 				return nil, inputErr("prompt pair %q: both sides of | need text", arg)
 			}
-			return &VecSource{Name: arg, Kind: "pair", Vecs: map[models.Hook][]float32{}}, nil
+			return &VecSource{Name: arg, Kind: "pair", Vecs: map[models.Hook][]float32{}, Prompts: [2]string{a, b}}, nil
 		}
 		return nil, inputErr("%s: no such file or directory, and not a prompt pair \"A|B\"", arg)
 	}
@@ -473,8 +509,7 @@ func runPairs(e models.Engine, o VecOptions, pairs []int) error {
 	}
 	var seqs [][]int32
 	for _, i := range pairs {
-		a, b, _ := strings.Cut(sources[i].Name, "|")
-		for _, text := range []string{a, b} {
+		for _, text := range sources[i].Prompts {
 			ids, err := e.Tokenize(text, o.Tokenize)
 			if err != nil {
 				return err

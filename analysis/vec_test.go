@@ -108,6 +108,45 @@ func TestVecPairs(t *testing.T) {
 	})
 }
 
+// TestSplitPair: a prompt pair has one unescaped |; \| is a bar and \\
+// a backslash inside a prompt, and a second bare | is refused (it was
+// split at the first one silently).
+func TestSplitPair(t *testing.T) {
+	for _, tc := range []struct {
+		arg, a, b string
+		ok        bool
+		err       string
+	}{
+		{arg: "father|mother", a: "father", b: "mother", ok: true},
+		{arg: "no bar", ok: false},
+		{arg: `x \| y|z`, a: "x | y", b: "z", ok: true},
+		{arg: `a|b \| c`, a: "a", b: "b | c", ok: true},
+		{arg: `back\\|slash`, a: `back\`, b: "slash", ok: true},
+		{arg: `keep \n|as is\`, a: `keep \n`, b: `as is\`, ok: true},
+		{arg: `only \| escaped`, ok: false},
+		{arg: "a|b|c", err: "more than one |"},
+		{arg: `a\\|b|c`, err: "more than one |"},
+	} {
+		a, b, ok, err := SplitPair(tc.arg)
+		if tc.err != "" {
+			if !isInputError(err) || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), `\|`) {
+				t.Errorf("SplitPair(%q): err = %v, want an InputError saying %q and offering \\|", tc.arg, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || ok != tc.ok || a != tc.a || b != tc.b {
+			t.Errorf("SplitPair(%q) = %q, %q, %v, %v; want %q, %q, %v", tc.arg, a, b, ok, err, tc.a, tc.b, tc.ok)
+		}
+	}
+	if _, err := LoadVecSource("a|b|c", VecLoadOptions{Method: "mean", CvecOffset: -1}); !isInputError(err) {
+		t.Errorf(`LoadVecSource("a|b|c"): err = %v, want an InputError`, err)
+	}
+	s, err := LoadVecSource(`1 \| 2|3`, VecLoadOptions{Method: "mean", CvecOffset: -1})
+	if err != nil || s.Kind != "pair" || s.Prompts != [2]string{"1 | 2", "3"} || s.Name != `1 \| 2|3` {
+		t.Errorf("LoadVecSource with an escaped bar: %+v, %v", s, err)
+	}
+}
+
 func isInputError(err error) bool {
 	var ie *InputError
 	return errors.As(err, &ie)

@@ -9,9 +9,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
+	"github.com/lldiff/lldiff/models"
 )
 
 // runJSON runs lldiff with args, which must succeed and print one JSON
@@ -111,5 +114,44 @@ func TestTokenizePromptsAndAnswers(t *testing.T) {
 	}
 	if _, _, err := analysis.AnswerTokens(m, "Once", ids[0], "", to); flagAdvice(err) == nil || !strings.HasPrefix(err.Error(), "--answer is empty") || !errors.As(flagAdvice(err), &ue) {
 		t.Errorf("empty answer: %v", err)
+	}
+}
+
+// TestFlagsParsedOnce: compare's --lens-norm, contrast's --pos and
+// --lens-norm, and patch's --kinds and --layers are parsed once, in the
+// command's flag handling, into typed options: the run function gets
+// values, not text to parse again (issue 13).
+func TestFlagsParsedOnce(t *testing.T) {
+	io := &IOStreams{In: strings.NewReader(""), Out: &strings.Builder{}, ErrOut: &strings.Builder{}}
+	execute := func(cmd *cobra.Command, args ...string) {
+		t.Helper()
+		cmd.SetArgs(args)
+		cmd.SetOut(io.ErrOut)
+		cmd.SetErr(io.ErrOut)
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("%s %q: %v", cmd.Name(), args, err)
+		}
+	}
+
+	var co *CompareOptions
+	execute(newCmdCompare(io, func(o *CompareOptions) error { co = o; return nil }), "-m", "m.gguf", "--lens-norm", "gamma", "a", "b")
+	if co == nil || co.Lens != models.LensGamma {
+		t.Errorf("compare --lens-norm gamma: %+v", co)
+	}
+
+	var xo *ContrastOptions
+	execute(newCmdContrast(io, func(o *ContrastOptions) error { xo = o; return nil }), "-m", "m.gguf", "--a", "a.txt", "--b", "b.txt", "--pos", "0, -2,last", "--lens-norm", "raw")
+	if xo == nil || !slices.Equal(xo.Positions.Indices, []int{0, -2, -1}) || xo.Positions.All || xo.Pos != "0, -2,last" || xo.Lens != models.LensRaw {
+		t.Errorf("contrast --pos 0,-2,last --lens-norm raw: %+v", xo)
+	}
+
+	var po *PatchOptions
+	execute(newCmdPatch(io, func(o *PatchOptions) error { po = o; return nil }), "-m", "m.gguf", "--clean", "a", "--corrupt", "b", "--answer", " x",
+		"--kinds", "mlp_out, z,mlp_out", "--layers", "1:3")
+	if po == nil || !slices.Equal(po.Kinds, []models.Kind{models.MLPOut, models.Z}) || po.Layers.String() != "1:3" {
+		t.Fatalf("patch --kinds mlp_out,z --layers 1:3: %+v", po)
+	}
+	if ls, err := po.Layers.Resolve(5); err != nil || !slices.Equal(ls, []int{1, 2, 3}) {
+		t.Errorf("--layers 1:3 resolves to %v, %v", ls, err)
 	}
 }

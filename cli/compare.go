@@ -17,21 +17,22 @@ import (
 
 // CompareOptions are the options of `lldiff compare`.
 type CompareOptions struct {
-	IO       *IOStreams
-	Model    modelFlags
-	A, B     string
-	AFile    string
-	BFile    string
-	Pos      string
-	Kinds    string
-	Sort     string
-	Top      int
-	TopK     int
-	LensK    int
-	LensNorm string
-	Neurons  int
-	Answers  []string
-	JSON     bool
+	IO    *IOStreams
+	Model modelFlags
+	A, B  string
+	AFile string
+	BFile string
+	Pos   string
+	Kinds string
+	Sort  string
+	Top   int
+	TopK  int
+	LensK int
+	// Lens is the parsed --lens-norm.
+	Lens    models.LensMode
+	Neurons int
+	Answers []string
+	JSON    bool
 
 	NoTokens, NoPredictions, NoRanking, NoLayers, NoLens, NoNeurons bool
 
@@ -42,6 +43,7 @@ type CompareOptions struct {
 
 func newCmdCompare(io *IOStreams, runF func(*CompareOptions) error) *cobra.Command {
 	opts := &CompareOptions{IO: io}
+	var lensNorm string
 	cmd := &cobra.Command{
 		Use:   "compare -m MODEL \"PROMPT A\" \"PROMPT B\"",
 		Short: "Compare two prompts inside the model: tokens, predictions, components, logit lens",
@@ -87,7 +89,8 @@ Pythia (gptneox with a parallel residual) has no resid_mid.`,
 			if opts.Top < 1 || opts.TopK < 1 || opts.LensK < 1 || opts.Neurons < 1 {
 				return usageErr("--top, --top-k, --lens-k and --neurons take numbers >= 1")
 			}
-			if _, err := models.ParseLensMode(opts.LensNorm); err != nil {
+			var err error
+			if opts.Lens, err = models.ParseLensMode(lensNorm); err != nil {
 				return &UsageError{Err: err}
 			}
 			if _, err := diff.Rank(nil, opts.Sort); err != nil {
@@ -109,7 +112,7 @@ Pythia (gptneox with a parallel residual) has no resid_mid.`,
 	f.IntVar(&opts.Top, "top", 10, "components in the ranking table")
 	f.IntVar(&opts.TopK, "top-k", 5, "predicted tokens per prompt")
 	f.IntVar(&opts.LensK, "lens-k", 5, "tokens per logit-lens cell")
-	f.StringVar(&opts.LensNorm, "lens-norm", "norm", "logit lens normalisation: norm, gamma or raw")
+	f.StringVar(&lensNorm, "lens-norm", "norm", "logit lens normalisation: norm, gamma or raw")
 	f.IntVar(&opts.Neurons, "neurons", 10, "dimensions shown for the most different component")
 	f.StringArrayVar(&opts.Answers, "answer", nil, "score an answer continuation, e.g. --answer \" he\" (repeatable)")
 	f.BoolVar(&opts.JSON, "json", false, "print one JSON document (schema in docs/compare-json.md)")
@@ -140,7 +143,6 @@ func compareRun(opts *CompareOptions) error {
 	if a == "" || b == "" {
 		return usageErr("compare needs two non-empty prompts: lldiff compare -m MODEL \"prompt A\" \"prompt B\" (or --a-file/--b-file)")
 	}
-	mode, _ := models.ParseLensMode(opts.LensNorm)
 	m, err := opts.Model.load(false)
 	if err != nil {
 		return err
@@ -168,7 +170,7 @@ func compareRun(opts *CompareOptions) error {
 	doc, err := analysis.Compare(opts.Model.engine(m), analysis.CompareOptions{
 		Model: opts.Model.Model, A: a, B: b, Tokenize: opts.Model.tokenizeOptions(),
 		Positions: opts.Pos, Kinds: kinds, Sort: opts.Sort,
-		TopK: opts.TopK, LensK: opts.LensK, Neurons: opts.Neurons, Lens: mode, Answers: opts.Answers,
+		TopK: opts.TopK, LensK: opts.LensK, Neurons: opts.Neurons, Lens: opts.Lens, Answers: opts.Answers,
 	})
 	if err != nil {
 		return flagAdvice(err)

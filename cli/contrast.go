@@ -20,20 +20,24 @@ import (
 
 // ContrastOptions are the options of `lldiff contrast`.
 type ContrastOptions struct {
-	IO       *IOStreams
-	Model    modelFlags
-	AFile    string
-	BFile    string
-	Pairs    string
-	Paired   bool
-	Escapes  bool
-	Pos      string
-	Kinds    string
-	Parallel int
-	Top      int
-	LensK    int
-	LensNorm string
-	JSON     bool
+	IO      *IOStreams
+	Model   modelFlags
+	AFile   string
+	BFile   string
+	Pairs   string
+	Paired  bool
+	Escapes bool
+	// Pos is --pos as given (the result quotes it), Positions the parsed
+	// --pos.
+	Pos       string
+	Positions analysis.RowSpec
+	Kinds     string
+	Parallel  int
+	Top       int
+	LensK     int
+	// Lens is the parsed --lens-norm.
+	Lens lens.Mode
+	JSON bool
 
 	SaveVectors string
 	Force       bool
@@ -45,6 +49,7 @@ type ContrastOptions struct {
 
 func newCmdContrast(io *IOStreams, runF func(*ContrastOptions) error) *cobra.Command {
 	opts := &ContrastOptions{IO: io}
+	var lensNorm string
 	cmd := &cobra.Command{
 		Use:   "contrast -m MODEL --a FILE --b FILE [--paired] | --pairs FILE.jsonl",
 		Short: "Contrast two prompt sets: per-component separation, difference vectors, control vectors",
@@ -102,13 +107,14 @@ docs/contrast.md).`,
 			if opts.Parallel > llamacpp.MaxSeqs {
 				return usageErr("--parallel %d: llama.cpp decodes at most %d sequences together", opts.Parallel, llamacpp.MaxSeqs)
 			}
-			if _, err := lens.ParseMode(opts.LensNorm); err != nil {
+			var err error
+			if opts.Lens, err = lens.ParseMode(lensNorm); err != nil {
 				return &UsageError{Err: err}
 			}
 			if err := checkPosFlag(opts.Pos); err != nil {
 				return err
 			}
-			if _, err := analysis.ParseRowSpec(opts.Pos); err != nil {
+			if opts.Positions, err = analysis.ParseRowSpec(opts.Pos); err != nil {
 				return &UsageError{Err: err}
 			}
 			switch opts.Method {
@@ -145,7 +151,7 @@ docs/contrast.md).`,
 	f.IntVarP(&opts.Parallel, "parallel", "P", 8, "sequences decoded together in one batch")
 	f.IntVar(&opts.Top, "top", 10, "components in the ranking table")
 	f.IntVar(&opts.LensK, "lens-k", 5, "tokens per logit-lens cell (0: no lens)")
-	f.StringVar(&opts.LensNorm, "lens-norm", "gamma", "logit lens of a direction v: gamma (W_U·γ⊙v, centred for a LayerNorm), norm (v through the model's final norm, RMSNorm or LayerNorm) or raw (W_U·v)")
+	f.StringVar(&lensNorm, "lens-norm", "gamma", "logit lens of a direction v: gamma (W_U·γ⊙v, centred for a LayerNorm), norm (v through the model's final norm, RMSNorm or LayerNorm) or raw (W_U·v)")
 	f.BoolVar(&opts.JSON, "json", false, "print one JSON document (schema in docs/contrast.md)")
 	f.StringVar(&opts.SaveVectors, "save-vectors", "", "write each hook's mean difference and PC1 as .npy, with index.json, to DIR")
 	f.BoolVar(&opts.Force, "force", false, "write into a non-empty --save-vectors directory or replace the --export-cvec file")
@@ -183,7 +189,6 @@ func readContrastDataset(opts *ContrastOptions) (*contrast.Dataset, [2]string, e
 }
 
 func contrastRun(opts *ContrastOptions) error {
-	mode, _ := lens.ParseMode(opts.LensNorm)
 	if opts.ExportCvec != "" && !strings.Contains(","+strings.ReplaceAll(opts.Kinds, " ", "")+",", ",resid_post,") {
 		return usageErr("--export-cvec needs resid_post among --kinds: llama.cpp adds control vectors to the residual stream after each layer")
 	}
@@ -219,11 +224,10 @@ func contrastRun(opts *ContrastOptions) error {
 	if err != nil {
 		return err
 	}
-	spec, _ := analysis.ParseRowSpec(opts.Pos)
 	res, err := analysis.Contrast(opts.Model.engine(m), analysis.ContrastOptions{
-		Model: opts.Model.Model, Dataset: ds, Sources: source, Positions: spec, Spec: opts.Pos,
+		Model: opts.Model.Model, Dataset: ds, Sources: source, Positions: opts.Positions, Spec: opts.Pos,
 		Tokenize: opts.Model.tokenizeOptions(), Kinds: kinds, Parallel: opts.Parallel, NCtx: opts.Model.NCtx,
-		LensK: opts.LensK, Lens: mode, Progress: newProgress(opts.IO, "decoding %d/%d prompts", false),
+		LensK: opts.LensK, Lens: opts.Lens, Progress: newProgress(opts.IO, "decoding %d/%d prompts", false),
 	})
 	if err != nil {
 		return flagAdvice(err)

@@ -162,11 +162,21 @@ func inspectRun(opts *InspectOptions) error {
 	if doc.Tied {
 		tied = ", tied embeddings (no output.weight)"
 	}
+	// a value the file does not set is said to be unknown, not printed
+	// as nothing ("file type ", name "")
+	tokenizer := esc(doc.Tokenizer) + " tokenizer"
+	if doc.Tokenizer == "" {
+		tokenizer = "tokenizer unknown: tokenizer.ggml.model not set"
+	}
 	if doc.VocabOnly {
-		fmt.Fprintf(out, "vocab only (no weights): %s tokenizer, %d tokens\n", esc(doc.Tokenizer), doc.Vocab)
+		fmt.Fprintf(out, "vocab only (no weights): %s, %d tokens\n", tokenizer, doc.Vocab)
 	} else {
-		fmt.Fprintf(out, "architecture %s %q, %d layers, d_model %d, %d heads (%d KV heads) of %d, d_ff %d%s\n",
-			esc(doc.Arch), doc.Name, doc.Layers, doc.DModel, doc.Heads, doc.KVHeads, doc.DHead, doc.DFF, tied)
+		name := ""
+		if doc.Name != "" {
+			name = fmt.Sprintf(" %q", doc.Name)
+		}
+		fmt.Fprintf(out, "architecture %s%s, %d layers, d_model %d, %d heads (%d KV heads) of %d, d_ff %d%s\n",
+			esc(doc.Arch), name, doc.Layers, doc.DModel, doc.Heads, doc.KVHeads, doc.DHead, doc.DFF, tied)
 		pos := fmt.Sprintf("rope base %g", doc.RopeBase)
 		switch {
 		case info.LearnedPositions:
@@ -178,8 +188,12 @@ func inspectRun(opts *InspectOptions) error {
 		if info.LayerNorm {
 			norm = "LayerNorm eps"
 		}
-		fmt.Fprintf(out, "vocabulary %d (%s tokenizer), trained context %d, %s, %s %g, %d parameters, file type %s\n",
-			doc.Vocab, esc(doc.Tokenizer), doc.ContextTrain, pos, norm, doc.NormEps, doc.Params, esc(doc.FileType))
+		fileType := esc(doc.FileType)
+		if doc.FileType == "" {
+			fileType = "unknown (general.file_type not set)"
+		}
+		fmt.Fprintf(out, "vocabulary %d (%s), trained context %d, %s, %s %g, %d parameters, file type %s\n",
+			doc.Vocab, tokenizer, doc.ContextTrain, pos, norm, doc.NormEps, doc.Params, fileType)
 		if info.ParallelResidual {
 			fmt.Fprintln(out, "parallel residual: attention and MLP read the same layer input (no resid_mid)")
 		}
@@ -230,7 +244,11 @@ func inspectCvec(opts *InspectOptions, f *models.File) error {
 	}
 	out, path := opts.IO.Out, safetext.Terminal(opts.Path)
 	fmt.Fprintf(out, "%s: GGUF v%d, %s\n", path, f.Version, human(uint64(f.FileSize)))
-	fmt.Fprintf(out, "control vector: %d directions of %d values at layers %s, model hint %q", info.Directions, info.Width, intRanges(info.Layers), info.ModelHint)
+	hint := "no model hint (controlvector.model_hint not set)"
+	if info.ModelHint != "" {
+		hint = fmt.Sprintf("model hint %q", info.ModelHint)
+	}
+	fmt.Fprintf(out, "control vector: %d directions of %d values at layers %s, %s", info.Directions, info.Width, intRanges(info.Layers), hint)
 	if info.Offset >= 0 {
 		fmt.Fprintf(out, ", layer offset %d", info.Offset)
 	}

@@ -23,8 +23,10 @@ type PatchOptions struct {
 	CorruptFile string
 	Answer      string
 	Wrong       string
-	Kinds       string
-	Layers      string
+	// Kinds are the parsed --kinds, Layers the parsed --layers (resolved
+	// against the model when it is loaded).
+	Kinds       []models.Kind
+	Layers      diff.Layers
 	Pos         string
 	Top         int
 	FromCompare bool
@@ -41,6 +43,7 @@ var patchKinds = []models.Kind{models.ResidPre, models.Z, models.AttnOut, models
 
 func newCmdPatch(io *IOStreams, runF func(*PatchOptions) error) *cobra.Command {
 	opts := &PatchOptions{IO: io}
+	var kinds, layers string
 	cmd := &cobra.Command{
 		Use:   `patch -m MODEL --clean "PROMPT" --corrupt "PROMPT" --answer " X" [--wrong " Y"]`,
 		Short: "Activation patching: which components carry the clean answer (causal evidence)",
@@ -88,7 +91,7 @@ variant alone from position 0 (bit-identical to a plain run, slower).`,
 			if cmd.Flags().Changed("top") && opts.Top == 0 {
 				return usageErr("--top 0 would patch nothing: give a number >= 1, or leave --top out for 10")
 			}
-			if err := opts.check(); err != nil {
+			if err := opts.check(kinds, layers); err != nil {
 				return err
 			}
 			if err := checkPosFlag(opts.Pos); err != nil {
@@ -108,8 +111,8 @@ variant alone from position 0 (bit-identical to a plain run, slower).`,
 	f.StringVar(&opts.CorruptFile, "corrupt-file", "", "read the corrupt prompt from a file")
 	f.StringVar(&opts.Answer, "answer", "", `the clean answer, e.g. " she" (required)`)
 	f.StringVar(&opts.Wrong, "wrong", "", `the corrupt answer, e.g. " he": the metric becomes the logit difference answer − wrong`)
-	f.StringVar(&opts.Kinds, "kinds", "resid_pre,attn_out,mlp_out,resid_post", "component kinds to patch")
-	f.StringVar(&opts.Layers, "layers", "all", `layers to patch: all, or a list such as "0,3,-1"`)
+	f.StringVar(&kinds, "kinds", "resid_pre,attn_out,mlp_out,resid_post", "component kinds to patch")
+	f.StringVar(&layers, "layers", "all", `layers to patch: all, or a list such as "0,3,-1"`)
 	f.StringVar(&opts.Pos, "pos", "each", "positions: each, all (at once), last, or a list such as 5,-1 or 5:6")
 	f.IntVar(&opts.Top, "top", 0, "with --from-compare: patch only the N components compare ranks highest (default 10)")
 	f.BoolVar(&opts.FromCompare, "from-compare", false, "rank components as compare does and patch the --top N")
@@ -123,8 +126,9 @@ variant alone from position 0 (bit-identical to a plain run, slower).`,
 	return cmd
 }
 
-// check validates the flags that need no model.
-func (o *PatchOptions) check() error {
+// check validates the flags that need no model, and parses --kinds and
+// --layers (their text) into o.Kinds and o.Layers.
+func (o *PatchOptions) check(kinds, layers string) error {
 	if o.Clean == "" && o.CleanFile == "" {
 		return usageErr(`no clean prompt: pass --clean "..." (or --clean-file)`)
 	}
@@ -146,8 +150,12 @@ func (o *PatchOptions) check() error {
 	if o.FromCompare && o.Top == 0 {
 		o.Top = 10
 	}
-	if _, err := parsePatchKinds(o.Kinds); err != nil {
+	var err error
+	if o.Kinds, err = parsePatchKinds(kinds); err != nil {
 		return err
+	}
+	if o.Layers, err = diff.ParseLayers("--layers", layers); err != nil {
+		return &UsageError{Err: err}
 	}
 	if o.Plot != "" {
 		switch strings.ToLower(filepath.Ext(o.Plot)) {
@@ -179,19 +187,15 @@ func parsePatchKinds(s string) ([]models.Kind, error) {
 	return kinds, nil
 }
 
-// parseLayers parses --layers for a model of n layers (diff.ParseLayers:
-// all, layers such as 0,3,-1, ranges such as 2:5).
-func parseLayers(s string, n int) ([]int, error) {
-	l, err := diff.ParseLayers("--layers", s)
-	if err != nil {
-		return nil, &UsageError{Err: err}
-	}
+// resolveLayers returns the layers of --layers in a model of n layers,
+// refusing a choice that holds none of them.
+func resolveLayers(l diff.Layers, n int) ([]int, error) {
 	ls, err := l.Resolve(n)
 	if err != nil {
 		return nil, &UsageError{Err: err}
 	}
 	if len(ls) == 0 {
-		return nil, usageErr("--layers %q: no layer of the model's %d (0..%d) is in the range", s, n, n-1)
+		return nil, usageErr("--layers %q: no layer of the model's %d (0..%d) is in the range", l.String(), n, n-1)
 	}
 	return ls, nil
 }
@@ -211,7 +215,6 @@ func patchRun(opts *PatchOptions) error {
 	if clean == "" || corrupt == "" {
 		return usageErr("the clean and the corrupt prompt must both have text")
 	}
-	kinds, _ := parsePatchKinds(opts.Kinds)
 	if opts.Plot != "" {
 		if err := checkOutFile(opts.Plot, "--plot", opts.Force); err != nil {
 			return err
@@ -222,12 +225,12 @@ func patchRun(opts *PatchOptions) error {
 		return err
 	}
 	defer m.Close()
-	for _, k := range kinds {
+	for _, k := range opts.Kinds {
 		if err := m.Hooks.Check(k); err != nil {
 			return &UsageError{Err: err}
 		}
 	}
-	layers, err := parseLayers(opts.Layers, m.NLayer())
+	layers, err := resolveLayers(opts.Layers, m.NLayer())
 	if err != nil {
 		return err
 	}
@@ -237,7 +240,7 @@ func patchRun(opts *PatchOptions) error {
 	}
 	po := analysis.PatchOptions{
 		Model: opts.Model.Model, Clean: clean, Corrupt: corrupt, Tokenize: opts.Model.tokenizeOptions(),
-		Answer: opts.Answer, Wrong: opts.Wrong, Kinds: kinds, Layers: layers, Positions: opts.Pos,
+		Answer: opts.Answer, Wrong: opts.Wrong, Kinds: opts.Kinds, Layers: layers, Positions: opts.Pos,
 		Exact: opts.Exact, Parallel: opts.Parallel, KVBytes: kvBytes,
 	}
 	if opts.FromCompare {

@@ -133,8 +133,12 @@ func TestQABadInputs(t *testing.T) {
 		{"pure K-quant of 64-wide rows", []string{"synth", "-o", filepath.Join(tmp, "k.gguf"), "--type", "Q4_K", "--pure", "--vocab", vocab, "--d-model", "64"}, ExitUsage, []string{"256", "--pure"}},
 
 		// compare, patch, contrast, vec: what an architecture lacks
+		{"patch kind that is not one", []string{"patch", "-m", model, "--clean", gl, "--corrupt", by, "--answer", " she", "--kinds", "bogus"}, ExitUsage, []string{"--kinds", `"bogus"`, "--layers"}},
+		{"patch layers not a number", []string{"patch", "-m", model, "--clean", gl, "--corrupt", by, "--answer", " she", "--layers", "x"}, ExitUsage, []string{"--layers", `"x" is not a layer number`}},
+		{"patch layers past the model", []string{"patch", oneThread, "-m", model, "--clean", gl, "--corrupt", by, "--answer", " she", "--layers", "7:9"}, ExitUsage, []string{`--layers "7:9"`, "no layer of the model's 5"}},
 		{"patch resid_mid on Pythia", []string{"patch", "-m", pythia, "--clean", gl, "--corrupt", by, "--answer", " she", "--kinds", "resid_mid"}, ExitUsage, []string{"resid_mid", "parallel"}},
 		{"contrast resid_mid on Pythia", []string{"contrast", "-m", pythia, "--a", a, "--b", b, "--kinds", "resid_mid"}, ExitUsage, []string{"resid_mid", "parallel"}},
+		{"vec pair with two bars", []string{"vec", "-m", model, "a|b|c", "d|e"}, ExitUsage, []string{`"a|b|c"`, "more than one |", `\|`}},
 		{"vec resid_mid on Pythia", []string{"vec", "-m", pythia, "--hooks", "resid_mid", "a|b", "c|d"}, ExitUsage, []string{"resid_mid", "parallel"}},
 
 		// compare: a context that holds the prompts but not prompt + answer
@@ -143,6 +147,7 @@ func TestQABadInputs(t *testing.T) {
 
 		// steer
 		{"scale sweep of 1e300 steps", []string{"steer", "-m", model, "--cvec", cvec, "--scale", "0:1:1e-300", "x"}, ExitUsage, []string{"--scale", "1000"}},
+		{"scale beyond float32", []string{"steer", oneThread, "-m", model, "--cvec", cvec, "--scale", "1e39", "-n", "2", "x"}, ExitUsage, []string{"--scale 1e+39", "float32"}},
 		{"scale that overflows the model", []string{"steer", oneThread, "-m", model, "--cvec", cvec, "--scale", "1e30", "-n", "2", "x"}, ExitError, []string{"1e+30", "smaller"}},
 		{"generation past the context", []string{"steer", oneThread, "-m", model, "--cvec", cvec, "-n", "100000", "x"}, ExitError, []string{"-n 100000"}},
 

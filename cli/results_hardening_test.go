@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lldiff/lldiff/contrast"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
@@ -51,13 +52,28 @@ func TestLimitsTopK(t *testing.T) {
 // the run finishes (-t 512 on 2 cores took minutes).
 func TestLimitsThreads(t *testing.T) {
 	model := testmodels.Path(t, testmodels.Stories260K)
-	n := llamacpp.CPUs() * 64
-	_, errOut, err := run(t, false, "capture", "-t", strconv.Itoa(n), "-m", model, "-o", filepath.Join(t.TempDir(), "x"), "hi")
-	if err != nil {
+	n := strconv.Itoa(llamacpp.CPUs() * 64)
+	cvec := filepath.Join(t.TempDir(), "hs.gguf")
+	if _, _, err := run(t, false, "contrast", oneThread, "-m", model, "--a", sheFile, "--b", heFile, "--paired", "--lens-k", "0", "--export-cvec", cvec); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(errOut, "more threads than this machine's") || !strings.Contains(errOut, "using "+strconv.Itoa(llamacpp.CPUs())) {
-		t.Errorf("-t %d: stderr %q, want a warning", n, errOut)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"capture", []string{"capture", "-t", n, "-m", model, "-o", filepath.Join(t.TempDir(), "x"), "hi"}},
+		{"steer", []string{"steer", "-t", n, "-m", model, "--cvec", cvec, "-n", "1", "hi"}},
+		{"vec", []string{"vec", "-t", n, "-m", model, "he ran|she ran", "he sat|she sat"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, err := run(t, false, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(errOut, "more threads than this machine's") || !strings.Contains(errOut, "using "+strconv.Itoa(llamacpp.CPUs())) {
+				t.Errorf("-t %s: stderr %q, want a warning", n, errOut)
+			}
+		})
 	}
 }
 
@@ -222,8 +238,9 @@ func overflowModel(t *testing.T) string {
 
 // TestNonFiniteModel: a model that produces NaN is named as such, with
 // the layer, by compare (--json too: it failed with "json: unsupported
-// value: NaN"), patch (which blamed its metric) and contrast (which blamed
-// the directions); capture writes the values and warns.
+// value: NaN"), patch (which blamed its metric), contrast (which blamed
+// the directions) and steer (which blamed the scale); capture writes the
+// values and warns.
 func TestNonFiniteModel(t *testing.T) {
 	model := overflowModel(t)
 	want := func(what string, err error) {
@@ -238,6 +255,15 @@ func TestNonFiniteModel(t *testing.T) {
 	want("patch", err)
 	_, _, err = run(t, false, "contrast", oneThread, "-m", model, "--a", sheFile, "--b", heFile, "--paired", "--export-cvec", filepath.Join(t.TempDir(), "v.gguf"))
 	want("contrast", err)
+	cvec := filepath.Join(t.TempDir(), "v.gguf")
+	dir0 := make([]float32, 64)
+	dir0[0] = 1
+	if err := (&contrast.ControlVector{Directions: map[int][]float32{1: dir0}, Offset: -1}).WriteFile(cvec, false); err != nil {
+		t.Fatal(err)
+	}
+	// steer blamed the scale ("use a smaller scale")
+	_, _, err = run(t, false, "steer", oneThread, "-m", model, "--cvec", cvec, "-n", "1", "She ran")
+	want("steer", err)
 	dir := filepath.Join(t.TempDir(), "acts")
 	_, errOut, err := run(t, false, "capture", oneThread, "-m", model, "--hooks", "mlp_out", "-o", dir, "She ran")
 	if err != nil {
@@ -277,6 +303,79 @@ func TestSmallInputs(t *testing.T) {
 				t.Errorf("err = %v, want success", err)
 			case tc.want != "" && (err == nil || ExitCode(err) != ExitUsage || !strings.Contains(err.Error(), tc.want)):
 				t.Errorf("err = %v, want a usage error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// copyGGUF copies the GGUF file src to dst without the metadata keys
+// drop, tensors included.
+func copyGGUF(t *testing.T, src, dst string, drop ...string) string {
+	t.Helper()
+	f, err := models.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &models.Writer{}
+	for _, kv := range f.KVs {
+		if slices.Contains(drop, kv.Key) {
+			continue
+		}
+		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ti := range f.Tensors {
+		off := f.DataOffset + int64(ti.Offset)
+		if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, raw[off:off+int64(ti.Size)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.WriteFile(dst); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// TestInspectUnsetValues: a value the file does not set is said to be
+// unknown or left out, never printed as nothing ("file type " at the end
+// of a line, name "", "( tokenizer)", model hint "").
+func TestInspectUnsetValues(t *testing.T) {
+	dir := t.TempDir()
+	stories := testmodels.Path(t, testmodels.Stories260K) // no general.file_type
+	bare := copyGGUF(t, stories, filepath.Join(dir, "bare.gguf"), "general.name", "general.file_type", "tokenizer.ggml.model")
+	vocab := copyGGUF(t, testmodels.Path(t, testmodels.VocabLlamaSPM), filepath.Join(dir, "vocab.gguf"), "tokenizer.ggml.model")
+	cvec := filepath.Join(dir, "v.gguf")
+	if err := (&contrast.ControlVector{Directions: map[int][]float32{1: {1, 2}}, Offset: -1}).WriteFile(cvec, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		want       []string
+	}{
+		{"stories260K", stories, []string{`architecture llama "llama", 5 layers`, "(llama tokenizer)", "file type unknown (general.file_type not set)\n"}},
+		{"no name, tokenizer or file type", bare, []string{"architecture llama, 5 layers", "(tokenizer unknown: tokenizer.ggml.model not set)", "file type unknown (general.file_type not set)\n"}},
+		{"vocab only, no tokenizer", vocab, []string{"vocab only (no weights): tokenizer unknown: tokenizer.ggml.model not set, 32000 tokens"}},
+		{"control vector without a model hint", cvec, []string{"at layers 1, no model hint (controlvector.model_hint not set)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := run(t, false, "inspect", tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, bad := range []string{"file type \n", `""`, "( tokenizer)", " tokenizer,", "model hint \"\""} {
+				if strings.Contains(out, bad) {
+					t.Errorf("output holds the empty value %q:\n%s", bad, out)
+				}
 			}
 		})
 	}

@@ -63,6 +63,7 @@ the last (-3:-1).`,
 			if err := opts.Model.check(); err != nil {
 				return err
 			}
+			opts.Model.warnLimits(io)
 			if opts.Cvec == "" {
 				return usageErr("no control vector: pass --cvec FILE.gguf")
 			}

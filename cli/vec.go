@@ -43,12 +43,15 @@ A SOURCE is one of:
   FILE.npy     one vector, compared at every hook
   "A|B"        a prompt pair, run with -m: activation(A) − activation(B)
                at --pos (default: each prompt's last token), e.g.
-               "father|mother" "king|queen"
+               "father|mother" "king|queen"; a pair has one bare |: write
+               a | inside a prompt as \| and a backslash as \\, e.g.
+               'x \| y|z' is the pair "x | y" and "z"
 
 Hooks present in every source are compared; --hooks narrows them.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Sources = args
+			opts.Model.warnLimits(io)
 			switch opts.Method {
 			case "mean", "pca":
 			default:

@@ -32,10 +32,16 @@ type Stats struct {
 	// Spread is the pooled standard deviation of the projections,
 	// sqrt(((nA−1)·StdA² + (nB−1)·StdB²) / (nA+nB−2)).
 	Spread float64
+	// Scale is the root mean square of the row norms of A and B pooled:
+	// the size of the activations, against which a difference or a spread
+	// is float32 rounding (Negligible). StdA, StdB and Spread at that
+	// level are 0.
+	Scale float64
 	// Separation is Cohen's d of the projections, (MeanA − MeanB)/Spread =
 	// Norm/Spread: how many spreads apart the two sets lie along Δμ. It is
 	// +Inf when the sets differ but do not spread, 0 when they do not
-	// differ.
+	// differ (Norm negligible against Scale): never the ratio of two
+	// rounding errors.
 	Separation float64
 	// SignConsistency (pairs only) is the fraction of pairs whose
 	// difference a_i − b_i has a positive dot product with Δμ.
@@ -58,6 +64,33 @@ type Stats struct {
 	PC PC
 	// PCCos is the cosine between PC.Vec and Δμ.
 	PCCos float64
+}
+
+// RoundingLevel is the relative size below which a difference or a spread
+// of activations is float32 rounding, not a measurement: two sequences
+// decoded in one batch, identical in theory, differ by about 1e-6 of their
+// norm (the order of additions depends on where they sit in the batch).
+const RoundingLevel = 1e-5
+
+// Negligible reports whether x (a norm or a spread) is at the level of
+// rounding for activations of RMS norm scale, or zero.
+func Negligible(x, scale float64) bool {
+	return x == 0 || x <= RoundingLevel*scale
+}
+
+// rmsNorm returns the root mean square of the row norms of a and b
+// pooled.
+func rmsNorm(a, b *Samples) float64 {
+	var ss float64
+	for _, s := range []*Samples{a, b} {
+		for _, v := range s.Data {
+			ss += float64(v) * float64(v)
+		}
+	}
+	if n := a.N + b.N; n > 0 {
+		return math.Sqrt(ss / float64(n))
+	}
+	return 0
 }
 
 // Compute returns the contrast statistics of a against b. With paired, row
@@ -103,8 +136,17 @@ func Compute(a, b *Samples, paired bool) (*Stats, error) {
 		}
 		s.Spread = math.Sqrt((float64(a.N-1)*va + float64(b.N-1)*vb) / float64(dof))
 	}
+	// a spread or a difference at the level of rounding is none, the same
+	// way for every component: the separation is then 0 or +Inf, not 1e16
+	// for one hook and +Inf for the next
+	s.Scale = rmsNorm(a, b)
+	for _, x := range []*float64{&s.StdA, &s.StdB, &s.Spread} {
+		if !math.IsNaN(*x) && Negligible(*x, s.Scale) {
+			*x = 0
+		}
+	}
 	switch {
-	case s.Norm == 0:
+	case Negligible(s.Norm, s.Scale):
 		s.Separation = 0
 	case s.Spread == 0:
 		s.Separation = math.Inf(1)

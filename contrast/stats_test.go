@@ -142,6 +142,51 @@ func TestComputeDegenerate(t *testing.T) {
 	})
 }
 
+// TestComputeRounding: a spread or a mean difference at the level of
+// float32 rounding (RoundingLevel of the activations' RMS norm, Scale)
+// counts as none: the separation of sets without spread is +Inf and that
+// of sets that differ by rounding only is 0, never the ratio of two
+// rounding errors (it was 1e16 for some hooks).
+func TestComputeRounding(t *testing.T) {
+	row := func(v float32) []float32 { return []float32{v, 2 * v, -v, 0.5} }
+	a, b := NewSamples(4, 3), NewSamples(4, 3)
+	for range 3 {
+		a.Append(row(0.1)) // (0.1+0.1+0.1)/3 is not 0.1 in floating point
+		b.Append(row(0.3))
+	}
+	s, err := Compute(a, b, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Scale: sqrt of the mean squared row norm, 6·v² + 0.25 per row
+	want := math.Sqrt((3*(6*0.01+0.25) + 3*(6*0.09+0.25)) / 6)
+	near(t, "Scale", s.Scale, want, 1e-7) // the rows are float32: 1e-7 relative
+	if s.StdA != 0 || s.StdB != 0 || s.Spread != 0 || !math.IsInf(s.Separation, 1) {
+		t.Errorf("identical rows per set: std %v, %v, spread %v, separation %v; want 0, 0, 0 and +Inf", s.StdA, s.StdB, s.Spread, s.Separation)
+	}
+	for _, paired := range []bool{false, true} {
+		b2 := NewSamples(4, 3)
+		for i := range 3 {
+			r := row(0.1)
+			r[i] = math.Nextafter32(r[i], 1)
+			b2.Append(r)
+		}
+		s2, err := Compute(a, b2, paired)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s2.Norm == 0 || !Negligible(s2.Norm, s2.Scale) || s2.Separation != 0 {
+			t.Errorf("paired=%v, rounding-level difference: norm %v (scale %v), separation %v; want a negligible norm and separation 0", paired, s2.Norm, s2.Scale, s2.Separation)
+		}
+	}
+	// a real difference and spread well above the rounding level stay
+	c := samples(1, []float32{1}, []float32{1.001})
+	d := samples(1, []float32{0}, []float32{0.001})
+	s3, _ := Compute(c, d, false)
+	// 1.001 and 0.001 are float32: 5e-6 relative off, within 1e-3
+	near(t, "Separation", s3.Separation, 1/math.Sqrt(0.001*0.001/2), 1e-3)
+}
+
 func TestComputeErrors(t *testing.T) {
 	two := samples(2, []float32{1, 2})
 	for _, tc := range []struct {

@@ -31,7 +31,8 @@ func ParseLensMode(s string) (LensMode, error) { return models.ParseLensMode(s) 
 
 // UnembedOptions configure NewUnembedderWith.
 type UnembedOptions struct {
-	// Threads is the CPU thread count (default: physical cores).
+	// Threads is the CPU thread count (default: physical cores), at most
+	// the CPUs (ClampThreads) as for a Context.
 	Threads int
 	// GPU runs the lens on the first GPU device when a GPU backend is
 	// loaded and supports W_U's type, and on the CPU otherwise. Set it when
@@ -70,12 +71,13 @@ const uploadChunk = 16 << 20
 //
 // Unembed calls are serialised by a lock; Close must not race with them.
 type Unembedder struct {
-	mu     sync.Mutex
-	c      *C.lldiff_lens
-	w      models.Unembedding
-	device string
-	mapped bool
-	bytes  uint64
+	mu      sync.Mutex
+	c       *C.lldiff_lens
+	w       models.Unembedding
+	device  string
+	mapped  bool
+	bytes   uint64
+	threads int
 }
 
 // NewUnembedder returns the logit lens of m computed on the CPU with the
@@ -111,6 +113,8 @@ func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 	if o.Threads <= 0 {
 		o.Threads = PhysicalCores()
 	}
+	// more threads than CPUs only wait for one another, as in a Context
+	o.Threads, _ = ClampThreads(o.Threads)
 	gamma, err := f.ReadTensorFloat32(w.Norm)
 	if err != nil {
 		return nil, err
@@ -138,7 +142,7 @@ func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%s: logit lens: %s", f.Path, C.GoString(&errBuf[0]))
 	}
-	u := &Unembedder{c: c, w: *w}
+	u := &Unembedder{c: c, w: *w, threads: o.Threads}
 	ok := false
 	defer func() {
 		if !ok {
@@ -264,6 +268,9 @@ func (u *Unembedder) NVocab() int { return u.w.NVocab }
 // Device returns the name of the ggml backend computing the lens, such as
 // "CPU" or "CUDA0".
 func (u *Unembedder) Device() string { return u.device }
+
+// Threads returns the CPU threads the lens computes with.
+func (u *Unembedder) Threads() int { return u.threads }
 
 // Mapped reports whether W_U is mapped from the model file rather than
 // copied.

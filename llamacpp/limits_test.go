@@ -43,7 +43,8 @@ func TestContextMemoryRefused(t *testing.T) {
 }
 
 // TestContextThreadsClamped: more threads than CPUs are clamped to the
-// CPUs (-t 512 on 2 cores took minutes).
+// CPUs (-t 512 on 2 cores took minutes), in a context and in the logit
+// lens.
 func TestContextThreadsClamped(t *testing.T) {
 	if n, clamped := ClampThreads(CPUs() + 1); n != CPUs() || !clamped {
 		t.Errorf("ClampThreads(%d) = %d, %v", CPUs()+1, n, clamped)
@@ -59,6 +60,17 @@ func TestContextThreadsClamped(t *testing.T) {
 	defer c.Close()
 	if got := c.Params().Threads; got != min(512, CPUs()) {
 		t.Errorf("-t 512 on %d CPUs runs %d threads", CPUs(), got)
+	}
+	// the logit lens too (it ran ggml with all 512)
+	for _, n := range []int{512, 1} {
+		u, err := m.NewUnembedderWith(UnembedOptions{Threads: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := u.Threads(); got != min(n, CPUs()) {
+			t.Errorf("a lens of %d threads on %d CPUs runs %d", n, CPUs(), got)
+		}
+		u.Close()
 	}
 }
 
