@@ -44,7 +44,10 @@ type ContrastOptions struct {
 // ContrastResult is the document `contrast --json` prints
 // (docs/contrast.md).
 type ContrastResult struct {
-	Model      string                          `json:"model"`
+	Model string `json:"model"`
+	// Summary says in words where and how the sets differ, from the
+	// components.
+	Summary    *ContrastSummary                `json:"summary"`
 	Arch       string                          `json:"arch"`
 	Paired     bool                            `json:"paired"`
 	Positions  string                          `json:"positions"`
@@ -528,6 +531,7 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 			return nil, err
 		}
 	}
+	res.Summary = SummarizeContrast(res)
 	return res, nil
 }
 

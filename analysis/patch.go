@@ -45,6 +45,8 @@ type PatchOptions struct {
 // PatchResult is the document `patch --json` prints (docs/patch.md).
 type PatchResult struct {
 	Model string `json:"model"`
+	// Summary says in words where the effect lives, from the results.
+	Summary *PatchSummary `json:"summary"`
 	// Metric is "logit_diff" (answer − wrong, first tokens, at the last
 	// prompt position) or "logprob" (log-probability of the whole answer).
 	Metric     string        `json:"metric"`
@@ -351,6 +353,7 @@ func Patch(e models.Engine, o PatchOptions) (*PatchResult, error) {
 	if o.Top > 0 {
 		doc.FromCompare = CompareVsPatch(cells, doc.Results, o.Top)
 	}
+	doc.Summary = SummarizePatch(doc)
 	return doc, nil
 }
 

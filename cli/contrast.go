@@ -13,6 +13,7 @@ import (
 	"github.com/lldiff/lldiff/contrast"
 	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/internal/outfile"
+	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
@@ -337,6 +338,13 @@ func saveVectors(opts *ContrastOptions, m *llamacpp.Model, res *ContrastJSON, ou
 
 func printContrast(opts *ContrastOptions, m *llamacpp.Model, doc *ContrastJSON) error {
 	out := opts.IO.Out
+	if doc.Summary != nil && doc.Summary.Text != "" {
+		fmt.Fprintln(out, "\n== summary ==")
+		for _, line := range wrapWords(safetext.Terminal(doc.Summary.Text), 92) {
+			fmt.Fprintln(out, line)
+		}
+		fmt.Fprintln(out)
+	}
 	pairing := "unpaired"
 	if doc.Paired {
 		pairing = "paired"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/diff"
+	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -272,6 +273,13 @@ func patchRun(opts *PatchOptions) error {
 
 func printPatch(opts *PatchOptions, doc *PatchJSON) error {
 	out := opts.IO.Out
+	if doc.Summary != nil && doc.Summary.Text != "" {
+		fmt.Fprintln(out, "\n== summary ==")
+		for _, line := range wrapWords(safetext.Terminal(doc.Summary.Text), 92) {
+			fmt.Fprintln(out, line)
+		}
+		fmt.Fprintln(out)
+	}
 	fmt.Fprintf(out, "metric: %s, normalised: 0 = corrupt run, 1 = clean run\n", doc.MetricDesc)
 	for _, r := range []struct {
 		name string
