@@ -77,7 +77,7 @@ func devicesRun(opts *DevicesOptions) error {
 	if llamacpp.AMXCompiled() {
 		amx = "AMX kernels compiled"
 	}
-	fmt.Fprintf(opts.IO.Out, "cpu: %s; %s\n", strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(llamacpp.SystemInfo()), "CPU :")), amx)
+	fmt.Fprintf(opts.IO.Out, "cpu: %s; %s\n", strings.TrimSpace(strings.TrimRight(strings.TrimPrefix(strings.TrimSpace(llamacpp.SystemInfo()), "CPU :"), " |")), amx)
 	if opts.IO.IsTerminal {
 		dirs := llamacpp.BackendDirs()
 		if len(dirs) == 0 {

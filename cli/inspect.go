@@ -21,15 +21,23 @@ type InspectOptions struct {
 func newCmdInspect(io *IOStreams, runF func(*InspectOptions) error) *cobra.Command {
 	opts := &InspectOptions{IO: io}
 	cmd := &cobra.Command{
-		Use:   "inspect MODEL",
+		Use:   "inspect MODEL | -m MODEL",
 		Short: "Describe a GGUF model: shape, tokenizer, tensor types, available hooks",
 		Long: `Describe a GGUF model from its header alone (no weights are read):
 architecture, layers, d_model, heads and KV heads, d_ff, vocabulary and
 tokenizer, tensor types with counts and bytes, and the hooks lldiff can
 capture with the llama.cpp graph node behind each.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Path = args[0]
+			// the model as an argument, or with -m as every other command takes it
+			switch {
+			case len(args) == 1 && cmd.Flags().Changed("model") && args[0] != opts.Path:
+				return usageErr("two models given (-m %s and %s): give one", opts.Path, args[0])
+			case len(args) == 1:
+				opts.Path = args[0]
+			case !cmd.Flags().Changed("model"):
+				return usageErr("no model given: lldiff inspect MODEL.gguf (or -m MODEL.gguf)")
+			}
 			if opts.Path == "" {
 				return usageErr("the model path is empty: lldiff inspect MODEL.gguf")
 			}
@@ -40,6 +48,7 @@ capture with the llama.cpp graph node behind each.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	cmd.Flags().StringVarP(&opts.Path, "model", "m", "", "GGUF model (or control vector) file, instead of the argument")
 	return cmd
 }
 
