@@ -45,7 +45,8 @@ and quant type without downloads.
 
 Presets: tiny, small, bench-cpu, llama2-7b (llama); gpt2-small (gpt2, the
 GPT-2 vocabulary); pythia-70m, pythia-160m (gptneox, the GPT-NeoX
-vocabulary). Shape flags override the preset.
+vocabulary); qwen2-tiny, qwen2-0.5b (qwen2, with the GPT-2 vocabulary
+standing in for Qwen2's). Shape flags override the preset.
 Types F32, F16, Q8_0 and Q4_0 are written directly; Q4_K (=Q4_K_S), Q4_K_M
 and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 		Args: cobra.NoArgs,
@@ -70,9 +71,9 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.Out, "output", "o", "", "output GGUF file")
-	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: tiny, small, bench-cpu, llama2-7b, gpt2-small, pythia-70m, pythia-160m")
+	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: tiny, small, bench-cpu, llama2-7b, gpt2-small, pythia-70m, pythia-160m, qwen2-tiny, qwen2-0.5b")
 	f.StringVar(&opts.Type, "type", "", "weight type: F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K (default: the preset's)")
-	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the architecture's real vocabulary, built into lldiff: Llama-2 SentencePiece, GPT-2 or GPT-NeoX BPE)")
+	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the architecture's real vocabulary, built into lldiff: Llama-2 SentencePiece, GPT-2 or GPT-NeoX BPE; GPT-2's for qwen2)")
 	f.IntVar(&opts.Layers, "layers", 0, "layers")
 	f.IntVar(&opts.DModel, "d-model", 0, "d_model")
 	f.IntVar(&opts.Heads, "heads", 0, "attention heads")

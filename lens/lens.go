@@ -1,7 +1,7 @@
 // Package lens is the logit lens: it reads residual-stream vectors as the
 // model's final layers would, by applying the final norm (RMSNorm for
-// llama, LayerNorm with a bias for gpt2 and gptneox) and the unembedding
-// matrix, and ranks the resulting logits.
+// llama and qwen2, LayerNorm with a bias for gpt2 and gptneox) and the
+// unembedding matrix, and ranks the resulting logits.
 //
 // The fast unembedding runs in ggml (llamacpp.Unembedder); this package is
 // pure Go and holds what does not need ggml: the modes, top-k, softmax and

@@ -267,9 +267,10 @@ func TestSynthPresetsRun(t *testing.T) {
 
 // TestPatchAgreementArch patches in llama.cpp, through the recorder, the
 // nodes that are special in these architectures, and compares every hook
-// with reference.RunPatched: attn_out (the unnamed node after the bias),
-// mlp_out of Pythia (the first of two nodes named ffn_out-L) and resid_pre
-// of gpt2's layer 0 (token + position embedding, inpL). Each replacement
+// with reference.RunPatched: attn_out (the unnamed node after the bias; for
+// qwen2 the unnamed W_O product), mlp_out of Pythia (the first of two nodes
+// named ffn_out-L) and resid_pre of gpt2's layer 0 (token + position
+// embedding, inpL). Each replacement
 // row is the row of another prompt, so that later layers see a realistic
 // change.
 func TestPatchAgreementArch(t *testing.T) {
@@ -280,6 +281,7 @@ func TestPatchAgreementArch(t *testing.T) {
 	}{
 		{archCase{name: "gpt2", arch: "gpt2", typ: models.F32}, []models.Hook{{Kind: models.ResidPre, Layer: 0}, {Kind: models.AttnOut, Layer: 1}}},
 		{archCase{name: "pythia", arch: "gptneox", typ: models.F32}, []models.Hook{{Kind: models.AttnOut, Layer: 0}, {Kind: models.MLPOut, Layer: 1}}},
+		{archCase{name: "qwen2", arch: "qwen2", nHeadKV: 2, untied: true, typ: models.F32}, []models.Hook{{Kind: models.AttnOut, Layer: 1}}},
 	} {
 		t.Run(tc.c.name, func(t *testing.T) {
 			path := writeArchModel(t, dir, tc.c)

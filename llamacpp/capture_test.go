@@ -73,7 +73,15 @@ func maxRelDiff(a, b *models.Activation) float64 {
 
 func TestCaptureIdentities(t *testing.T) {
 	m := loadShared(t, "stories260K.gguf")
-	ids, err := m.Tokenize("Once upon a time, there was a little girl named Lily.", TokenizeOptions{})
+	checkCaptureIdentities(t, m, "Once upon a time, there was a little girl named Lily.")
+}
+
+// checkCaptureIdentities captures every hook of m for text and checks
+// resid_mid = resid_pre + attn_out, resid_post = resid_mid + mlp_out and
+// resid_pre[L+1] = resid_post[L] at every layer.
+func checkCaptureIdentities(t *testing.T, m *Model, text string) {
+	t.Helper()
+	ids, err := m.Tokenize(text, TokenizeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

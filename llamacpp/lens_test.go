@@ -98,6 +98,8 @@ var lensModels = []lensModel{
 	archLensCase("gpt2", models.Q8_0, true, tolRefQ8),
 	archLensCase("gptneox", models.F32, true, tolRefF32),
 	archLensCase("gptneox", models.F16, true, tolRefF16),
+	archLensCase("qwen2", models.F32, true, tolRefF32),
+	archLensCase("qwen2", models.Q8_0, false, tolRefQ8),
 }
 
 // lensRelErr returns max over rows of ‖a−b‖/‖b‖ for rows of width w.

@@ -9,7 +9,7 @@ import (
 
 // SupportedArchitectures lists the general.architecture values lldiff can
 // run.
-var SupportedArchitectures = []string{"llama", "gpt2", "gptneox"}
+var SupportedArchitectures = []string{"llama", "gpt2", "gptneox", "qwen2"}
 
 // archHints says what a file of an unsupported architecture probably is.
 var archHints = map[string]string{
@@ -56,8 +56,8 @@ func (f *File) CheckRunnable() error {
 	}
 	var c checker
 	switch arch {
-	case "llama":
-		c.llama(f)
+	case "llama", "qwen2":
+		c.rmsArch(f, arch)
 	case "gpt2", "gptneox":
 		c.layerNormArch(f, arch)
 	}
@@ -254,8 +254,16 @@ func (c *checker) layerDims(f *File, in *Info, arch string, il int, spanDModel b
 	return nHead, nKV, dff, true
 }
 
-func (c *checker) llama(f *File) {
-	const a = "llama."
+// rmsArch checks a llama or qwen2 file as llama.cpp's loader reads it
+// (load_hparams and load_tensors for LLM_ARCH_LLAMA and LLM_ARCH_QWEN2):
+// RMSNorm weights, separate Q, K and V matrices, a SwiGLU MLP, rotary
+// embeddings over whole heads. llama takes optional biases on every
+// matrix and RoPE frequency factors; qwen2 takes optional biases on Q, K
+// and V only (Qwen2 has them), an optional output.bias, and query heads
+// that span d_model (its loader gives attn_q and attn_output the shape
+// [d_model, d_model]).
+func (c *checker) rmsArch(f *File, arch string) {
+	a := arch + "."
 	c.requireHParams(f, a, "attention.layer_norm_rms_epsilon")
 	c.requireType(f, a+"rope.dimension_count", ggufUint32, false, false)
 	if c.n > 0 {
@@ -287,9 +295,9 @@ func (c *checker) llama(f *File) {
 	if in.RopeDim > in.DHead || in.RopeDim%2 != 0 {
 		c.addf("rope.dimension_count %d must be even and at most the head dimension %d", in.RopeDim, in.DHead)
 	} else if in.RopeDim != in.DHead {
-		// llama.cpp throws "invalid n_rot" for llama, and its llama graph
-		// asserts it
-		c.addf("llama.rope.dimension_count %d differs from the head dimension %d: llama.cpp's llama graph rotates whole heads", in.RopeDim, in.DHead)
+		// llama.cpp throws "invalid n_rot" for llama, and its llama and
+		// qwen2 graphs assert it
+		c.addf("%srope.dimension_count %d differs from the head dimension %d: llama.cpp's %s graph rotates whole heads", a, in.RopeDim, in.DHead, arch)
 	}
 	if c.n > 0 {
 		return
@@ -300,8 +308,11 @@ func (c *checker) llama(f *File) {
 	if _, ok := c.tensors["output.weight"]; ok {
 		c.tensor(f, "output.weight", in.DModel, in.NVocab)
 	}
+	if arch == "qwen2" {
+		c.optional(f, "output.bias", in.NVocab)
+	}
 	for il := range in.NLayer {
-		nHead, nKV, dff, ok := c.layerDims(f, in, "llama", il, false)
+		nHead, nKV, dff, ok := c.layerDims(f, in, arch, il, arch == "qwen2")
 		if !ok {
 			return
 		}
@@ -315,20 +326,25 @@ func (c *checker) llama(f *File) {
 		c.tensor(f, p+"ffn_gate.weight", in.DModel, dff)
 		c.tensor(f, p+"ffn_up.weight", in.DModel, dff)
 		c.tensor(f, p+"ffn_down.weight", dff, in.DModel)
-		// the optional biases of llama.cpp's llama loader, with its shapes
+		// the optional biases of llama.cpp's loader, with its shapes
 		c.optional(f, p+"attn_q.bias", in.DModel)
 		c.optional(f, p+"attn_k.bias", nKV*in.DHead)
 		c.optional(f, p+"attn_v.bias", nKV*in.DHead)
+		if arch == "qwen2" {
+			continue
+		}
 		c.optional(f, p+"attn_output.bias", in.DModel)
 		c.optional(f, p+"ffn_gate.bias", dff)
 		c.optional(f, p+"ffn_down.bias", in.DModel)
 		c.optional(f, p+"ffn_up.bias", dff)
 	}
-	if t, _ := f.String(a + "rope.scaling.type"); t == "longrope" {
-		c.optional(f, "rope_factors_long.weight", in.RopeDim/2)
-		c.optional(f, "rope_factors_short.weight", in.RopeDim/2)
-	} else {
-		c.optional(f, "rope_freqs.weight", in.RopeDim/2)
+	if arch == "llama" {
+		if t, _ := f.String(a + "rope.scaling.type"); t == "longrope" {
+			c.optional(f, "rope_factors_long.weight", in.RopeDim/2)
+			c.optional(f, "rope_factors_short.weight", in.RopeDim/2)
+		} else {
+			c.optional(f, "rope_freqs.weight", in.RopeDim/2)
+		}
 	}
 	c.unused(f, in)
 }

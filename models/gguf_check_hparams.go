@@ -47,7 +47,7 @@ func (c *checker) hparams(f *File, in *Info, normEps string) {
 	}
 	for _, k := range expertKeys {
 		if n, ok := f.Uint(a + k); ok && n != 0 {
-			c.addFix("lldiff runs dense llama, gpt2 and gptneox models; use a model without experts",
+			c.addFix("lldiff runs dense llama, gpt2, gptneox and qwen2 models; use a model without experts",
 				"%s%s is %d: the file describes a mixture-of-experts model, which lldiff does not run, and llama.cpp aborts on inconsistent expert counts", a, k, n)
 			break
 		}
@@ -86,8 +86,8 @@ func (c *checker) positive(f *File, key string, zeroOK bool, want string) {
 
 // valueLength checks that the value heads are as wide as the key heads
 // (attention.key_length, and attention.value_length or, when that is
-// missing, embedding_length / head_count): the llama, gpt2 and gptneox
-// graphs of llama.cpp assert it.
+// missing, embedding_length / head_count): the llama, gpt2, gptneox and
+// qwen2 graphs of llama.cpp assert it.
 func (c *checker) valueLength(f *File, in *Info) {
 	a := in.Arch + "."
 	dv := 0

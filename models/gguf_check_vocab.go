@@ -38,6 +38,7 @@ var archTokenizers = map[string][]string{
 	"llama":   {"llama", "gpt2"},
 	"gpt2":    {"llama", "gpt2"},
 	"gptneox": {"llama", "gpt2"},
+	"qwen2":   {"llama", "gpt2"},
 }
 
 var defaultTokenizers = []string{"llama", "gpt2"}

@@ -274,12 +274,42 @@ var gptneoxSequentialTable = &HookTable{
 	},
 }
 
+// qwen2Table follows llama.cpp's src/models/qwen2.cpp: the llama graph
+// with biases added to Q, K and V before RoPE (NEOX rotation), but the
+// output projection is not named attn_out-L: build_attn returns the
+// product W_O z unnamed, and the graph adds it to the layer input as
+// ffn_inp-L. The add after the MLP is unnamed too, so ffn_out-L is the MLP
+// output alone, and l_out-L the residual after it (with a control vector
+// added when one is loaded).
+var qwen2Table = &HookTable{
+	Arch:  "qwen2",
+	Kinds: []Kind{ResidPre, Z, AttnOut, ResidMid, MLPOut, ResidPost, LnFinal, Logits},
+	Notes: []string{
+		"ln_final.hook_normalized includes the final RMSNorm weight (llama.cpp does not fold it into the unembedding)",
+		"attn_out is W_O z (Qwen2 has no output-projection bias); llama.cpp leaves that node unnamed, and lldiff finds it as the MUL_MAT that reads blk.L.attn_output.weight",
+		"the q, k and v biases are added before RoPE, which rotates NEOX-style (dimension i with i + d_head/2)",
+		"resid_post includes a loaded control vector; mlp_out never does",
+	},
+	node: func(h Hook) Node {
+		switch h.Kind {
+		case ResidPre:
+			return residPre("inp_embd", h.Layer)
+		case AttnOut:
+			return Node{Layer: -1, Op: "MUL_MAT", Src: fmt.Sprintf("blk.%d.attn_output.weight", h.Layer)}
+		case MLPOut:
+			return Node{Name: "ffn_out", Layer: h.Layer, NotSrc: fmt.Sprintf("ffn_inp-%d", h.Layer)}
+		}
+		return commonNode(h)
+	},
+}
+
 // hookTables are the tables by architecture, in the form HookTableFor
 // returns: gptneox with the parallel residual of Pythia and GPT-NeoX-20B.
 var hookTables = map[string]*HookTable{
 	"llama":   llamaTable,
 	"gpt2":    gpt2Table,
 	"gptneox": gptneoxParallelTable,
+	"qwen2":   qwen2Table,
 }
 
 // HookTableFor returns the hook table of an architecture

@@ -7,8 +7,8 @@ import (
 
 // TestHookTables pins the llama.cpp graph node of every hook of every
 // architecture, as the graph builders of the vendored llama.cpp name them
-// (src/models/llama.cpp, gpt2.cpp, gptneox.cpp, and build_attn and
-// build_ffn in llama-graph.cpp). The agreement tests in llamacpp check that
+// (src/models/llama.cpp, gpt2.cpp, gptneox.cpp, qwen2.cpp, and build_attn
+// and build_ffn in llama-graph.cpp). The agreement tests in llamacpp check that
 // these nodes hold what the names say.
 func TestHookTables(t *testing.T) {
 	neoxSeq, err := HookTableOf(&Info{Arch: "gptneox", ParallelResidual: false})
@@ -20,7 +20,7 @@ func TestHookTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	tables := map[string]*HookTable{"gptneox-seq": neoxSeq, "gptneox": neoxPar}
-	for _, a := range []string{"llama", "gpt2"} {
+	for _, a := range []string{"llama", "gpt2", "qwen2"} {
 		if tables[a], err = HookTableFor(a); err != nil {
 			t.Fatal(err)
 		}
@@ -54,6 +54,16 @@ func TestHookTables(t *testing.T) {
 			AttnOut:   {"unnamed (op ADD, reading blk.0.attn_output.bias)", "unnamed (op ADD, reading blk.3.attn_output.bias)"},
 			ResidMid:  {"", ""},
 			MLPOut:    {"ffn_out-0 (not reading ffn_out-0)", "ffn_out-3 (not reading ffn_out-3)"},
+			ResidPost: {"l_out-0", "l_out-3"},
+			LnFinal:   {"result_norm"},
+			Logits:    {"result_output"},
+		},
+		"qwen2": {
+			ResidPre:  {"inp_embd", "l_out-2"},
+			Z:         {"kqv_out-0", "kqv_out-3"},
+			AttnOut:   {"unnamed (op MUL_MAT, reading blk.0.attn_output.weight)", "unnamed (op MUL_MAT, reading blk.3.attn_output.weight)"},
+			ResidMid:  {"ffn_inp-0", "ffn_inp-3"},
+			MLPOut:    {"ffn_out-0 (not reading ffn_inp-0)", "ffn_out-3 (not reading ffn_inp-3)"},
 			ResidPost: {"l_out-0", "l_out-3"},
 			LnFinal:   {"result_norm"},
 			Logits:    {"result_output"},
@@ -140,6 +150,7 @@ func TestHookTablePattern(t *testing.T) {
 		{"gpt2", AttnOut, "unnamed (op ADD, reading blk.L.attn_output.bias)"},
 		{"gpt2", LnFinal, "result_norm"},
 		{"llama", ResidPost, "l_out-L"},
+		{"qwen2", AttnOut, "unnamed (op MUL_MAT, reading blk.L.attn_output.weight)"},
 	} {
 		tab, err := HookTableFor(tc.arch)
 		if err != nil {

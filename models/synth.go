@@ -16,9 +16,11 @@ import (
 // type, with the tokenizer of a real vocabulary file.
 type SynthSpec struct {
 	// Arch is "llama" (the default when empty), "gpt2" (LayerNorm, learned
-	// positions, biases, fused QKV) or "gptneox" (Pythia: as gpt2 but with
+	// positions, biases, fused QKV), "gptneox" (Pythia: as gpt2 but with
 	// partial NEOX rotary embeddings instead of learned positions, an
-	// untied output matrix, and attention and MLP in parallel).
+	// untied output matrix, and attention and MLP in parallel) or "qwen2"
+	// (llama with biases on Q, K and V, NEOX rotary embeddings and the
+	// tokenizer pre-type "qwen2").
 	Arch string
 	Name string // general.name; default "synthetic-<arch>-<layers>x<d_model>-<type>"
 
@@ -43,7 +45,7 @@ type SynthSpec struct {
 	Untied bool
 
 	Seed      uint64
-	RopeBase  float64 // default 10000 (llama, gptneox)
+	RopeBase  float64 // default 10000 (llama, gptneox), 1000000 (qwen2)
 	NormEps   float64 // default 1e-5
 	Overwrite bool    // replace an existing file
 
@@ -66,6 +68,9 @@ var synthPresets = map[string]SynthSpec{
 	"gpt2-small":  {Arch: "gpt2", NLayer: 12, DModel: 768, NHead: 12, NHeadKV: 12, DFF: 3072, NCtx: 1024, Type: F16},
 	"pythia-70m":  {Arch: "gptneox", NLayer: 6, DModel: 512, NHead: 8, NHeadKV: 8, DFF: 2048, NCtx: 2048, Type: F16, Untied: true},
 	"pythia-160m": {Arch: "gptneox", NLayer: 12, DModel: 768, NHead: 12, NHeadKV: 12, DFF: 3072, NCtx: 2048, Type: F16, Untied: true},
+
+	"qwen2-tiny": {Arch: "qwen2", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, DFF: 128, NCtx: 512, Type: F32, Untied: true},
+	"qwen2-0.5b": {Arch: "qwen2", NLayer: 24, DModel: 896, NHead: 14, NHeadKV: 2, DFF: 4864, NCtx: 32768, Type: Q8_0},
 }
 
 // SynthPresets returns the names SynthPreset knows, sorted.
@@ -89,10 +94,15 @@ func SynthPresets() []string {
 //	             tied (the shape of GPT-2 small: 124M weights with its vocabulary)
 //	pythia-70m   gptneox, 6 layers, d_model 512, 8 heads, d_ff 2048, ctx 2048, F16
 //	pythia-160m  gptneox, 12 layers, d_model 768, 12 heads, d_ff 3072, ctx 2048, F16
+//	qwen2-tiny   qwen2, 2 layers, d_model 64, 4 heads (2 kv), d_ff 128, ctx 512, F32,
+//	             untied output.weight
+//	qwen2-0.5b   qwen2, 24 layers, d_model 896, 14 heads (2 kv), d_ff 4864, ctx 32768,
+//	             Q8_0, tied (the shape of Qwen2.5-0.5B, with the GPT-2 vocabulary)
 //
-// The type is a default that callers may change. All presets use rope base
-// 10000 and norm epsilon 1e-5; the Pythia shapes rotate a quarter of each
-// head and use the parallel residual.
+// The type is a default that callers may change. The presets use rope base
+// 10000 and norm epsilon 1e-5, except qwen2's: 1000000 and 1e-6, as
+// Qwen2.5; the Pythia shapes rotate a quarter of each head and use the
+// parallel residual.
 func SynthPreset(name string) (SynthSpec, error) {
 	s, ok := synthPresets[name]
 	if !ok {
@@ -104,6 +114,9 @@ func SynthPreset(name string) (SynthSpec, error) {
 	s.Name = "synthetic-" + name
 	s.RopeBase = 10000
 	s.NormEps = 1e-5
+	if s.Arch == "qwen2" {
+		s.RopeBase, s.NormEps = 1e6, 1e-6
+	}
 	return s, nil
 }
 
@@ -116,7 +129,7 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 		s.Arch = "llama"
 	}
 	if _, ok := synthVocabs[s.Arch]; !ok {
-		return s, fmt.Errorf("synthetic models of architecture %q are not supported (supported: llama, gpt2, gptneox)", s.Arch)
+		return s, fmt.Errorf("synthetic models of architecture %q are not supported (supported: llama, gpt2, gptneox, qwen2)", s.Arch)
 	}
 	if s.Arch == "gptneox" {
 		s.Untied = true // llama.cpp requires output.weight for gptneox
@@ -131,6 +144,9 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 	}
 	if s.RopeBase == 0 {
 		s.RopeBase = 10000
+		if s.Arch == "qwen2" {
+			s.RopeBase = 1e6
+		}
 	}
 	if s.NormEps == 0 {
 		s.NormEps = 1e-5
@@ -147,7 +163,7 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 	switch {
 	case s.DModel%s.NHead != 0:
 		return s, fmt.Errorf("synthetic model: d_model %d is not a multiple of the %d heads", s.DModel, s.NHead)
-	case s.Arch == "llama" && (s.DModel/s.NHead)%2 != 0:
+	case (s.Arch == "llama" || s.Arch == "qwen2") && (s.DModel/s.NHead)%2 != 0:
 		return s, fmt.Errorf("synthetic model: head dimension %d (d_model/heads) must be even for rotary embeddings", s.DModel/s.NHead)
 	case s.NHead%s.NHeadKV != 0:
 		return s, fmt.Errorf("synthetic model: %d heads is not a multiple of the %d key/value heads", s.NHead, s.NHeadKV)
@@ -194,8 +210,10 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 // get uniformly random codes (symmetric about 0) and a scale that varies
 // ±25% from block to block around the one that gives that deviation. Norm
 // weights are F32, 1 + 0.02·N(0,1). Matrix rows of quantized types must be
-// multiples of 32: d_model and d_ff must be. For gpt2 and gptneox, see
-// writeSyntheticLayerNorm for the biases and position embeddings.
+// multiples of 32: d_model and d_ff must be. qwen2 adds F32 biases
+// blk.L.attn_{q,k,v}.bias of 0.1·N(0,1), so that a forgotten bias shows as
+// an error of order 0.1. For gpt2 and gptneox, see writeSyntheticLayerNorm
+// for the biases and position embeddings.
 func WriteSynthetic(path string, spec SynthSpec) error {
 	s, err := spec.normalize()
 	if err != nil {
@@ -215,11 +233,11 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 		return &FormatError{Path: s.VocabPath, Problem: "has no tokenizer.ggml.tokens", Fix: "use a GGUF file with a vocabulary, such as llama.cpp's vocab-only models/ggml-vocab-llama-spm.gguf"}
 	}
 	nVocab := len(tokens)
-	if s.Arch != "llama" {
+	if s.Arch != "llama" && s.Arch != "qwen2" {
 		return writeSyntheticLayerNorm(path, s, vocab, nVocab)
 	}
 	dHead := s.DModel / s.NHead
-	const a = "llama."
+	a := s.Arch + "."
 	w, err := newSynthWriter(s, vocab, nVocab,
 		KV{a + "rope.dimension_count", uint32(dHead)},
 		KV{a + "rope.freq_base", float32(s.RopeBase)},
@@ -244,6 +262,14 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 	if s.Untied {
 		err = errors.Join(err, matrix("output.weight", []uint64{d, v}, 1/math.Sqrt(float64(d))))
 	}
+	bias := func(name string, n uint64) error {
+		if s.Arch != "qwen2" {
+			return nil
+		}
+		return w.AddTensorFunc(name, F32, []uint64{n}, func(out io.Writer) error {
+			return generateVector(out, n, 0, synthBiasSigma, tensorSeed(s.Seed, name))
+		})
+	}
 	for il := range s.NLayer {
 		p := fmt.Sprintf("blk.%d.", il)
 		err = errors.Join(err,
@@ -251,6 +277,9 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 			matrix(p+"attn_q.weight", []uint64{d, qDim}, 1/math.Sqrt(float64(d))),
 			matrix(p+"attn_k.weight", []uint64{d, kvDim}, 1/math.Sqrt(float64(d))),
 			matrix(p+"attn_v.weight", []uint64{d, kvDim}, 1/math.Sqrt(float64(d))),
+			bias(p+"attn_q.bias", qDim),
+			bias(p+"attn_k.bias", kvDim),
+			bias(p+"attn_v.bias", kvDim),
 			matrix(p+"attn_output.weight", []uint64{qDim, d}, 1/math.Sqrt(float64(qDim))),
 			norm(p+"ffn_norm.weight"),
 			matrix(p+"ffn_gate.weight", []uint64{d, ff}, 1/math.Sqrt(float64(d))),
@@ -272,7 +301,9 @@ type synthWriter struct {
 
 // newSynthWriter returns a writer for the model of s that holds its
 // metadata: the keys of every architecture, then archKVs, then the
-// vocabulary size, the seed and every tokenizer.* key of vocab.
+// vocabulary size, the seed and every tokenizer.* key of vocab; for qwen2,
+// tokenizer.ggml.pre is "qwen2", the pre-tokenizer of Qwen2's BPE in
+// llama.cpp, whatever vocab says.
 func newSynthWriter(s SynthSpec, vocab *File, nVocab int, archKVs ...KV) (*synthWriter, error) {
 	ftype, _ := FileTypeFor(s.Type)
 	a := s.Arch + "."
@@ -290,10 +321,20 @@ func newSynthWriter(s SynthSpec, vocab *File, nVocab int, archKVs ...KV) (*synth
 	}
 	kvs = append(kvs, archKVs...)
 	kvs = append(kvs, KV{a + "vocab_size", uint32(nVocab)}, KV{"lldiff.synthetic.seed", s.Seed})
+	pre := ""
+	if s.Arch == "qwen2" {
+		pre = "qwen2"
+	}
 	for _, kv := range vocab.KVs {
+		if kv.Key == "tokenizer.ggml.pre" && pre != "" {
+			continue
+		}
 		if strings.HasPrefix(kv.Key, "tokenizer.") {
 			kvs = append(kvs, kv)
 		}
+	}
+	if pre != "" {
+		kvs = append(kvs, KV{"tokenizer.ggml.pre", pre})
 	}
 	w := &synthWriter{Writer: &Writer{Overwrite: s.Overwrite}, s: s}
 	for _, kv := range kvs {

@@ -17,6 +17,10 @@ var synthVocabs = map[string]string{
 	"llama":   "vocab/ggml-vocab-llama-spm.gguf",
 	"gpt2":    "vocab/ggml-vocab-gpt-2.gguf",
 	"gptneox": "vocab/ggml-vocab-gpt-neox.gguf",
+	// Qwen2's own vocabulary (151k tokens) is not shipped: its synthetic
+	// models use GPT-2's byte-level BPE, with the pre-tokenizer set to
+	// "qwen2" (see newSynthWriter).
+	"qwen2": "vocab/ggml-vocab-gpt-2.gguf",
 }
 
 // ShippedVocab parses the vocabulary of arch that is compiled into the
@@ -36,7 +40,8 @@ func ShippedVocab(arch string) (*File, error) {
 // SynthVocab returns the name, relative to testdata/models, of the shipped
 // vocabulary WriteSynthetic uses for arch when SynthSpec.VocabPath is
 // empty: the Llama 2 SentencePiece vocabulary for llama, GPT-2's BPE for
-// gpt2, GPT-NeoX's BPE (Pythia's) for gptneox. The files are compiled into
+// gpt2 and, standing in for Qwen2's, for qwen2, GPT-NeoX's BPE (Pythia's)
+// for gptneox. The files are compiled into
 // the binary (package lldiff at the module root). It returns "" for other
 // architectures.
 func SynthVocab(arch string) string {

@@ -77,7 +77,8 @@ type Unembedding struct {
 	NormBias  string
 	// OutputBias is OutputBiasTensor when the file has a bias added to the
 	// logits, and "" otherwise (llama, gpt2 and gptneox have none:
-	// llama.cpp's loader refuses a file of those architectures with one).
+	// llama.cpp's loader refuses a file of those architectures with one;
+	// qwen2's loader takes one).
 	OutputBias string
 	// Unembed is W_U: OutputTensor, or EmbedTensor when the embeddings are
 	// tied. UnembedType is its type as stored (Q6_K, Q8_0, F16, ...).

@@ -7,11 +7,11 @@ import (
 	"github.com/lldiff/lldiff/models"
 )
 
-// Load reads a llama-architecture GGUF file and decodes all its weights to
-// float32. It refuses, with an error that says why, files the reference does
-// not define: other architectures, mixture-of-experts layers, RoPE scaling or
-// per-frequency RoPE factors, and tensor types other than F32, F16, Q4_0 and
-// Q8_0.
+// Load reads a llama, gpt2, gptneox or qwen2 GGUF file and decodes all its
+// weights to float32. It refuses, with an error that says why, files the
+// reference does not define: other architectures, mixture-of-experts
+// layers, RoPE scaling or per-frequency RoPE factors, and tensor types
+// other than F32, F16, Q4_0 and Q8_0.
 func Load(path string) (*Model, error) {
 	f, err := models.Open(path)
 	if err != nil {
@@ -24,42 +24,50 @@ func Load(path string) (*Model, error) {
 	return m, nil
 }
 
-// load dispatches on the architecture; for llama it reads the
+// load dispatches on the architecture; for llama and qwen2 it reads the
 // hyperparameters with the same keys and defaults as llama.cpp's
-// llama_model::load_hparams for LLM_ARCH_LLAMA, then the weights.
+// llama_model::load_hparams for LLM_ARCH_LLAMA and LLM_ARCH_QWEN2, then
+// the weights (qwen2's biases on Q, K and V and its optional output.bias
+// are read by linear when the file has them).
 func load(f *models.File) (*Model, error) {
 	a := f.Architecture()
-	if a != "llama" && a != "gpt2" && a != "gptneox" {
-		return nil, fmt.Errorf("architecture %q is not supported: the reference implements llama, gpt2 and gptneox", a)
+	if a != "llama" && a != "gpt2" && a != "gptneox" && a != "qwen2" {
+		return nil, fmt.Errorf("architecture %q is not supported: the reference implements llama, gpt2, gptneox and qwen2", a)
 	}
 	if n, _ := f.Uint(a + ".expert_count"); n > 0 {
 		return nil, fmt.Errorf("mixture-of-experts models (%s.expert_count = %d) are not supported", a, n)
 	}
-	if a != "llama" {
+	if a == "gpt2" || a == "gptneox" {
 		return loadLN(f)
 	}
-	if err := checkRopeScaling(f, "llama."); err != nil {
+	p := a + "."
+	if err := checkRopeScaling(f, p); err != nil {
 		return nil, err
 	}
 	if _, ok := f.Tensor("rope_freqs.weight"); ok {
 		return nil, fmt.Errorf("per-frequency RoPE factors (rope_freqs.weight, as in Llama 3.1) are not supported")
 	}
 
-	c, err := loadShape(f, "llama.", false)
+	c, err := loadShape(f, p, false)
 	if err != nil {
 		return nil, err
 	}
-	// llama.cpp refuses n_rot != head width for llama; so does the reference.
-	if r := optionalUint(f, "llama.rope.dimension_count", c.DHead); r != c.DHead {
-		return nil, fmt.Errorf("llama.rope.dimension_count %d differs from the head width %d (llama.cpp refuses this too)", r, c.DHead)
+	// llama.cpp refuses n_rot != head width for llama and qwen2; so does
+	// the reference.
+	if r := optionalUint(f, p+"rope.dimension_count", c.DHead); r != c.DHead {
+		return nil, fmt.Errorf("%srope.dimension_count %d differs from the head width %d (llama.cpp refuses this too)", p, r, c.DHead)
+	}
+	if a == "qwen2" {
+		// a llama Config leaves Arch "" and RopeDim 0 (all of the head)
+		c.Arch, c.RopeDim = a, c.DHead
 	}
 	c.RopeBase = 10000
-	if b, ok := metaFloat(f, "llama.rope.freq_base"); ok {
+	if b, ok := metaFloat(f, p+"rope.freq_base"); ok {
 		c.RopeBase = b
 	}
-	eps, ok := metaFloat(f, "llama.attention.layer_norm_rms_epsilon")
+	eps, ok := metaFloat(f, p+"attention.layer_norm_rms_epsilon")
 	if !ok {
-		return nil, fmt.Errorf("metadata llama.attention.layer_norm_rms_epsilon is missing")
+		return nil, fmt.Errorf("metadata %sattention.layer_norm_rms_epsilon is missing", p)
 	}
 	c.NormEps = eps
 	if c.NVocab, err = nVocab(f); err != nil {
@@ -74,6 +82,15 @@ func load(f *models.File) (*Model, error) {
 	q, kv := c.NHead*c.DHead, c.NHeadKV*c.DHead
 	for l := 0; l < c.NLayer; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
+		if a == "qwen2" {
+			// llama.cpp's qwen2 loader has no other biases, and refuses
+			// a file with tensors it does not load
+			for _, b := range []string{"attn_output", "ffn_gate", "ffn_up", "ffn_down"} {
+				if _, ok := f.Tensor(p + b + ".bias"); ok {
+					return nil, fmt.Errorf("tensor %s%s.bias is not part of a qwen2 model", p, b)
+				}
+			}
+		}
 		m.layers = append(m.layers, layer{
 			attnNorm: r.read(p+"attn_norm.weight", c.DModel),
 			wq:       r.linear(p+"attn_q", c.DModel, q),
@@ -150,9 +167,10 @@ func nVocab(f *models.File) (int, error) {
 	return int(emb.Dims[1]), nil
 }
 
-// readUnembed reads output.weight (and its bias, when the file has one)
+// readUnembed reads output.weight (and output.bias, when the file has one)
 // as W_U. Without output.weight, unless untied, the model is tied: W_U is
-// the token embedding.
+// the token embedding, still with output.bias when the file has one (as
+// llama.cpp's qwen2 graph adds it).
 func (m *Model) readUnembed(r *reader, untied bool) {
 	c := m.Config
 	if _, ok := r.f.Tensor("output.weight"); ok || untied {
@@ -160,6 +178,9 @@ func (m *Model) readUnembed(r *reader, untied bool) {
 	} else {
 		m.TiedEmbeddings = true
 		m.unembed = linear{in: c.DModel, out: c.NVocab, w: m.tokEmbd}
+		if _, ok := r.f.Tensor("output.bias"); ok {
+			m.unembed.b = r.read("output.bias", c.NVocab)
+		}
 	}
 }
 

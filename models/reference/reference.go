@@ -1,6 +1,8 @@
 // Package reference is a plain Go forward pass of the llama architecture, the
-// definition that lldiff's captured activations are checked against. The
-// LayerNorm architectures gpt2 and gptneox (Pythia) are in reference_ln.go.
+// definition that lldiff's captured activations are checked against. qwen2
+// (Qwen2, Qwen2.5) is llama with biases on Q, K and V and NEOX rotary
+// embeddings, and runs here too. The LayerNorm architectures gpt2 and
+// gptneox (Pythia) are in reference_ln.go.
 //
 // It shares no code with llama.cpp. Every step is written out once, in the
 // order the model computes it, and names the TransformerLens hook it produces:
@@ -54,11 +56,11 @@ type Config struct {
 	RopeBase float64 // llama.rope.freq_base, 10000 when absent
 	NormEps  float64 // llama.attention.layer_norm_rms_epsilon
 
-	// Arch is "llama" (also when empty), "gpt2" or "gptneox"; the last two
-	// are defined in reference_ln.go.
+	// Arch is "llama" (also when empty), "qwen2", "gpt2" or "gptneox"; the
+	// last two are defined in reference_ln.go.
 	Arch string
 	// RopeDim is how many dimensions of each head RoPE rotates: DHead for
-	// llama, a part for gptneox (Pythia: a quarter), 0 for gpt2.
+	// llama and qwen2, a part for gptneox (Pythia: a quarter), 0 for gpt2.
 	RopeDim int
 	// ParallelResidual is gptneox.use_parallel_residual.
 	ParallelResidual bool
@@ -143,7 +145,7 @@ func (m *Model) run(tokens []int32, edit func(name string, rows [][]float32)) (*
 		z := m.attention(ly, x)
 		r.add(fmt.Sprintf("blocks.%d.attn.hook_z", l), z) // [kqv_out-L]
 		attnOut := mapRows(z, ly.wo.apply)
-		r.add(fmt.Sprintf("blocks.%d.hook_attn_out", l), attnOut) // [attn_out-L]
+		r.add(fmt.Sprintf("blocks.%d.hook_attn_out", l), attnOut) // [attn_out-L; qwen2: unnamed MUL_MAT]
 		mid := addRows(x, attnOut)
 		r.add(fmt.Sprintf("blocks.%d.hook_resid_mid", l), mid) // [ffn_inp-L]
 
@@ -174,8 +176,9 @@ func (m *Model) mlp(ly layer, x []float32) []float32 {
 
 // attention returns z, the concatenated outputs of all query heads at every
 // position, for the residual stream x of one layer. With h = RMSNorm(x) *
-// attn_norm, q = RoPE(W_Q h), k = RoPE(W_K h) and v = W_V h, the output of
-// query head i at position p is
+// attn_norm, q = RoPE(W_Q h + b_Q), k = RoPE(W_K h + b_K) and
+// v = W_V h + b_V (the biases where the file has them: qwen2), the output
+// of query head i at position p is
 //
 //	z_i[p] = sum over s <= p of softmax_s(q_i[p] · k_j[s] / sqrt(d_head)) v_j[s]
 //
@@ -188,9 +191,15 @@ func (m *Model) attention(ly layer, x [][]float32) [][]float32 {
 	v := make([][]float32, n)
 	for p := range x {
 		h := rmsNorm(x[p], ly.attnNorm, c.NormEps)
-		q[p] = rope(ly.wq.apply(h), p, c.DHead, c.RopeBase)
-		k[p] = rope(ly.wk.apply(h), p, c.DHead, c.RopeBase)
-		v[p] = ly.wv.apply(h)
+		q[p], k[p], v[p] = ly.wq.apply(h), ly.wk.apply(h), ly.wv.apply(h)
+		if c.Arch == "qwen2" {
+			// llama.cpp's rope type NEOX for LLM_ARCH_QWEN2
+			ropeNeox(q[p], p, c.DHead, c.DHead, c.RopeBase)
+			ropeNeox(k[p], p, c.DHead, c.DHead, c.RopeBase)
+		} else {
+			rope(q[p], p, c.DHead, c.RopeBase)
+			rope(k[p], p, c.DHead, c.RopeBase)
+		}
 	}
 
 	// Query head h reads key/value head h/group: consecutive query heads
