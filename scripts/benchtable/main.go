@@ -56,9 +56,6 @@ func main() {
 		}
 		for i := 2; i+1 < len(fields); i += 2 {
 			unit := fields[i+1]
-			if !strings.HasSuffix(unit, "-ratio") {
-				continue
-			}
 			v, err := strconv.ParseFloat(fields[i], 64)
 			if err == nil && unit == "tok/s" && strings.HasPrefix(fields[0], "BenchmarkDecodeTypes/") {
 				typ := strings.TrimPrefix(fields[0], "BenchmarkDecodeTypes/")
@@ -66,6 +63,9 @@ func main() {
 					typ = typ[:k]
 				}
 				decodeTokS[typ] = append(decodeTokS[typ], v)
+			}
+			if !strings.HasSuffix(unit, "-ratio") {
+				continue
 			}
 			if err == nil {
 				name := strings.TrimSuffix(unit, "-ratio")
@@ -82,7 +82,7 @@ func main() {
 	}
 	sort.Strings(names)
 	fmt.Println()
-	fmt.Printf("%-22s %10s %8s  %-5s  %s\n", "target", "measured", "limit", "", "what")
+	fmt.Printf("%-24s %10s %8s  %-5s  %s\n", "target", "measured", "limit", "", "what")
 	fails := 0
 	for _, n := range names {
 		vs := got[n]
@@ -98,11 +98,11 @@ func main() {
 				fails++
 			}
 		}
-		fmt.Printf("%-22s %10.3f %8s  %-5s  %s\n", n, med, limit, status, t.What)
+		fmt.Printf("%-24s %10.3f %8s  %-5s  %s\n", n, med, limit, status, t.What)
 	}
 	for n, t := range targets {
 		if _, ok := got[n]; !ok && t.Max > 0 {
-			fmt.Printf("%-22s %10s %8.2f  %-5s  %s\n", n, "-", t.Max, "n/a", t.What+" (not measured by these benchmarks)")
+			fmt.Printf("%-24s %10s %8.2f  %-5s  %s\n", n, "-", t.Max, "n/a", t.What+" (not measured by these benchmarks)")
 		}
 	}
 	if fails > 0 {
