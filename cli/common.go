@@ -24,6 +24,8 @@ type modelFlags struct {
 	NUBatch      int
 	KVType       string
 	NoMmap       bool
+	Mmap         bool
+	NoRepack     bool
 	BOS          string
 	ParseSpecial bool
 }
@@ -44,6 +46,8 @@ func (f *modelFlags) register(cmd *cobra.Command, run bool) {
 	fl.IntVarP(&f.NUBatch, "ubatch-size", "u", 0, "tokens per compute graph (default 512)")
 	fl.StringVar(&f.KVType, "kv-type", "f32", "KV cache type: f32 (exact activations) or f16 (half the memory, ~1e-3 differences)")
 	fl.BoolVar(&f.NoMmap, "no-mmap", false, "read the model into memory instead of mapping it")
+	fl.BoolVar(&f.Mmap, "mmap", false, "map the model even when its matrices are repacked (memory: about twice the file)")
+	fl.BoolVar(&f.NoRepack, "no-repack", false, "keep Q4_0/Q4_K/Q2_K/IQ4_NL matrices as stored (slower prompts; the file stays mapped)")
 }
 
 func (f *modelFlags) check() error {
@@ -54,6 +58,9 @@ func (f *modelFlags) check() error {
 	case "auto", "yes", "no":
 	default:
 		return usageErr("--bos %q: use auto, yes or no", f.BOS)
+	}
+	if f.Mmap && f.NoMmap {
+		return usageErr("--mmap and --no-mmap contradict each other: give one")
 	}
 	if f.NCtx < 0 || f.Threads < 0 || f.GPULayers < 0 || f.NBatch < 0 || f.NUBatch < 0 {
 		return usageErr("-c, -t, -ngl, -b and -u take numbers >= 0")
@@ -91,7 +98,7 @@ func (f *modelFlags) tokenizeOptions() llamacpp.TokenizeOptions {
 }
 
 func (f *modelFlags) load(vocabOnly bool) (*llamacpp.Model, error) {
-	return llamacpp.LoadModel(f.Model, llamacpp.ModelParams{GPULayers: f.GPULayers, NoMmap: f.NoMmap, VocabOnly: vocabOnly})
+	return llamacpp.LoadModel(f.Model, llamacpp.ModelParams{GPULayers: f.GPULayers, NoMmap: f.NoMmap, Mmap: f.Mmap, NoRepack: f.NoRepack, VocabOnly: vocabOnly})
 }
 
 // engine returns the engine that runs m with these flags.

@@ -24,6 +24,15 @@ type ModelParams struct {
 	GPULayers int
 	// NoMmap reads the file into memory instead of mapping it.
 	NoMmap bool
+	// Mmap maps the file even where LoadModel would read it (see
+	// Repacked): the mapped pages then stay resident beside the repacked
+	// copy, about twice the file in memory.
+	Mmap bool
+	// NoRepack keeps ggml's CPU weights as stored instead of repacking
+	// Q4_0, Q4_K, Q2_K and IQ4_NL matrices into its interleaved layout
+	// (llama.cpp's use_extra_bufts): prompt decoding is then up to 1.3×
+	// slower, and the file can stay mapped and shared between processes.
+	NoRepack bool
 	// VocabOnly loads only the tokenizer (vocab-only GGUFs have no weights).
 	VocabOnly bool
 }
@@ -51,6 +60,32 @@ type Model struct {
 	// tokens cannot spell (nil when it can spell any text): llama.cpp
 	// aborts on them, so Tokenize refuses them first.
 	gaps *models.SPMGaps
+
+	repacked, mapped bool
+}
+
+// Repacked reports whether ggml repacks this model's CPU matrices into its
+// interleaved layout (ModelParams.NoRepack); Mapped whether the file is
+// memory-mapped. A repacked model is read, not mapped, unless
+// ModelParams.Mmap asks for it.
+func (m *Model) Repacked() bool { return m.repacked }
+
+// Mapped reports whether llama.cpp maps the model file (see Repacked).
+func (m *Model) Mapped() bool { return m.mapped }
+
+// repackable reports whether ggml's CPU backend would repack some matrix
+// of f: a weight of type Q4_0, Q4_K, Q2_K or IQ4_NL other than the token
+// embedding (which is only gathered from, never multiplied).
+func repackable(f *models.File) bool {
+	for _, t := range f.Tensors {
+		switch t.Type {
+		case models.Q4_0, models.Q4_K, models.Q2_K, models.IQ4_NL:
+			if t.Name != "token_embd.weight" && len(t.Dims) == 2 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // LoadModel validates a GGUF file in Go and loads it with llama.cpp. The
@@ -81,7 +116,14 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	}
 	mp := C.llama_model_default_params()
 	mp.n_gpu_layers = C.int32_t(p.GPULayers)
-	mp.use_mmap = C.bool(!p.NoMmap)
+	m.repacked = !p.NoRepack && p.GPULayers == 0 && !p.VocabOnly && repackable(f)
+	// A repacked matrix is a copy in ggml's own memory: mapped, the file's
+	// pages would stay resident beside it (peak memory twice the file, as
+	// llama.cpp's own mmap+repack build shows), so such a model is read,
+	// not mapped, unless the caller asks for the mapping.
+	m.mapped = !p.NoMmap && (!m.repacked || p.Mmap)
+	mp.use_mmap = C.bool(m.mapped)
+	mp.use_extra_bufts = C.bool(!p.NoRepack)
 	mp.vocab_only = C.bool(p.VocabOnly)
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
