@@ -56,6 +56,13 @@ type SynthSpec struct {
 	// SequentialResidual writes gptneox.use_parallel_residual = false
 	// (gptneox only): the MLP then reads resid_pre + attn_out as in GPT-2.
 	SequentialResidual bool
+	// Llama3Rope writes rope_freqs.weight (llama only), the per-frequency
+	// RoPE factors of Llama 3.1 and 3.2, computed as llama.cpp's
+	// convert_hf_to_gguf.py does for rope_scaling type "llama3" with
+	// Llama 3.1's factor 8, low_freq_factor 1, high_freq_factor 4 and
+	// original_max_position_embeddings 8192 (see Llama3RopeFreqs), and
+	// makes the rope base default to Llama 3's 500000.
+	Llama3Rope bool
 }
 
 // synthPresets are the named shapes of SynthPreset.
@@ -142,8 +149,14 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 	if s.NCtx == 0 {
 		s.NCtx = 2048
 	}
+	if s.Llama3Rope && s.Arch != "llama" {
+		return s, fmt.Errorf("synthetic model: Llama3Rope is a llama setting, not %s", s.Arch)
+	}
 	if s.RopeBase == 0 {
 		s.RopeBase = 10000
+		if s.Llama3Rope {
+			s.RopeBase = 500000
+		}
 		if s.Arch == "qwen2" {
 			s.RopeBase = 1e6
 		}
@@ -212,7 +225,8 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 // weights are F32, 1 + 0.02·N(0,1). Matrix rows of quantized types must be
 // multiples of 32: d_model and d_ff must be. qwen2 adds F32 biases
 // blk.L.attn_{q,k,v}.bias of 0.1·N(0,1), so that a forgotten bias shows as
-// an error of order 0.1. For gpt2 and gptneox, see writeSyntheticLayerNorm
+// an error of order 0.1. Llama3Rope adds rope_freqs.weight, F32, the
+// factors of Llama3RopeFreqs. For gpt2 and gptneox, see writeSyntheticLayerNorm
 // for the biases and position embeddings.
 func WriteSynthetic(path string, spec SynthSpec) error {
 	s, err := spec.normalize()
@@ -262,6 +276,12 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 	if s.Untied {
 		err = errors.Join(err, matrix("output.weight", []uint64{d, v}, 1/math.Sqrt(float64(d))))
 	}
+	if s.Llama3Rope {
+		freqs := Llama3RopeFreqs(s.RopeBase, dHead)
+		err = errors.Join(err, w.AddTensorFunc("rope_freqs.weight", F32, []uint64{uint64(len(freqs))}, func(out io.Writer) error {
+			return binary.Write(out, binary.LittleEndian, freqs)
+		}))
+	}
 	bias := func(name string, n uint64) error {
 		if s.Arch != "qwen2" {
 			return nil
@@ -291,6 +311,37 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 		return err
 	}
 	return w.WriteFile(path)
+}
+
+// Llama3RopeFreqs returns the per-frequency RoPE factors (rope_freqs.weight)
+// of a head of nRot rotated dimensions with rope base base, computed as
+// llama.cpp's convert_hf_to_gguf.py (LlamaModel.generate_extra_tensors)
+// does for rope_scaling type "llama3" with Llama 3.1's parameters (factor
+// 8, low_freq_factor 1, high_freq_factor 4, original context 8192): pair i
+// has frequency base^(-2i/nRot) and wavelength 2π/frequency; its factor is
+// 1 below wavelength 8192/4, 8 above 8192/1, and in between
+// 1/((1-smooth)/8 + smooth) with smooth = (8192/wavelength - 1)/(4 - 1).
+// llama.cpp divides pair i's angle by factor i. It computes in float64;
+// the script's frequencies are float32, so a factor in between may differ
+// from a converted file's in its last bit.
+func Llama3RopeFreqs(base float64, nRot int) []float32 {
+	const factor, lowFreqFactor, highFreqFactor, oldContext = 8.0, 1.0, 4.0, 8192.0
+	lowFreqWavelen, highFreqWavelen := oldContext/lowFreqFactor, oldContext/highFreqFactor
+	out := make([]float32, nRot/2)
+	for i := range out {
+		freq := 1 / math.Pow(base, float64(2*i)/float64(nRot))
+		wavelen := 2 * math.Pi / freq
+		switch {
+		case wavelen < highFreqWavelen:
+			out[i] = 1
+		case wavelen > lowFreqWavelen:
+			out[i] = factor
+		default:
+			smooth := (oldContext/wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor)
+			out[i] = float32(1 / ((1-smooth)/factor + smooth))
+		}
+	}
+	return out
 }
 
 // synthWriter is the Writer of one synthetic model.

@@ -2,6 +2,7 @@ package reference
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/lldiff/lldiff/models"
@@ -10,7 +11,8 @@ import (
 // Load reads a llama, gpt2, gptneox or qwen2 GGUF file and decodes all its
 // weights to float32. It refuses, with an error that says why, files the
 // reference does not define: other architectures, mixture-of-experts
-// layers, RoPE scaling or per-frequency RoPE factors, and tensor types
+// layers, RoPE scaling (per-frequency RoPE factors, rope_freqs.weight as
+// in Llama 3.1 and 3.2, are applied for llama), and tensor types
 // other than F32, F16, Q4_0 and Q8_0.
 func Load(path string) (*Model, error) {
 	f, err := models.Open(path)
@@ -44,8 +46,9 @@ func load(f *models.File) (*Model, error) {
 	if err := checkRopeScaling(f, p); err != nil {
 		return nil, err
 	}
-	if _, ok := f.Tensor("rope_freqs.weight"); ok {
-		return nil, fmt.Errorf("per-frequency RoPE factors (rope_freqs.weight, as in Llama 3.1) are not supported")
+	if _, ok := f.Tensor("rope_freqs.weight"); ok && a != "llama" {
+		// llama.cpp's qwen2 loader does not load it either
+		return nil, fmt.Errorf("per-frequency RoPE factors (rope_freqs.weight) are not part of a %s model", a)
 	}
 
 	c, err := loadShape(f, p, false)
@@ -76,6 +79,11 @@ func load(f *models.File) (*Model, error) {
 
 	r := reader{f: f}
 	m := &Model{Config: c}
+	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+		if m.ropeFreqs, err = readRopeFreqs(&r, c.DHead); err != nil {
+			return nil, err
+		}
+	}
 	m.tokEmbd = r.read("token_embd.weight", c.DModel, c.NVocab)
 	m.outputNorm = r.read("output_norm.weight", c.DModel)
 	m.readUnembed(&r, false)
@@ -182,6 +190,24 @@ func (m *Model) readUnembed(r *reader, untied bool) {
 			m.unembed.b = r.read("output.bias", c.NVocab)
 		}
 	}
+}
+
+// readRopeFreqs reads rope_freqs.weight, the per-frequency RoPE factors of
+// Llama 3.1 and 3.2 (llama3 RoPE scaling, written by llama.cpp's convert
+// script): one divisor of the angle per rotated pair, nRot/2 values, each
+// positive and finite. llama.cpp's llama graph passes the one tensor to
+// ggml_rope_ext as freq_factors in every layer.
+func readRopeFreqs(r *reader, nRot int) ([]float32, error) {
+	v := r.read("rope_freqs.weight", nRot/2)
+	if r.err != nil {
+		return nil, fmt.Errorf("per-frequency RoPE factors: %w (one factor per rotated pair of the %d-wide head)", r.err, nRot)
+	}
+	for i, x := range v {
+		if !(x > 0) || math.IsInf(float64(x), 0) {
+			return nil, fmt.Errorf("per-frequency RoPE factor rope_freqs.weight[%d] is %g, want a positive finite divisor of the angle", i, x)
+		}
+	}
+	return v, nil
 }
 
 // checkRopeScaling refuses the RoPE scaling of keys under the prefix a,

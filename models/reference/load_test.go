@@ -1,6 +1,8 @@
 package reference
 
 import (
+	"encoding/binary"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -118,6 +120,11 @@ func TestLoadRefuses(t *testing.T) {
 			return kvs, ts
 		}
 	}
+	ropeFreqs := func(v ...float32) edit {
+		return func(kvs []ggufKV, ts []ggufTensor) ([]ggufKV, []ggufTensor) {
+			return kvs, append(ts, ggufTensor{"rope_freqs.weight", models.F32, []uint64{uint64(len(v))}, f32Bytes(v)})
+		}
+	}
 	tests := []struct {
 		name    string
 		edit    edit
@@ -131,9 +138,14 @@ func TestLoadRefuses(t *testing.T) {
 		{"experts", setKV("llama.expert_count", uint32(8)), []string{"mixture-of-experts"}},
 		{"rope scaling factor", setKV("llama.rope.scaling.factor", float32(4)), []string{"RoPE scaling", "llama.rope.scaling.factor = 4"}},
 		{"rope scaling type", setKV("llama.rope.scaling.type", "yarn"), []string{`RoPE scaling type "yarn"`}},
-		{"rope factors", func(kvs []ggufKV, ts []ggufTensor) ([]ggufKV, []ggufTensor) {
-			return kvs, append(ts, ggufTensor{"rope_freqs.weight", models.F32, []uint64{4}, make([]byte, 16)})
-		}, []string{"rope_freqs.weight"}},
+		// rope_freqs.weight (Llama 3.1's per-frequency factors) is read for
+		// llama, but must hold one positive finite factor per rotated pair
+		// (4 for heads of width 8).
+		{"rope factors length", ropeFreqs(1, 1, 1), []string{"rope_freqs.weight has shape [3], want [4]", "8-wide head"}},
+		{"rope factors zero", ropeFreqs(1, 2, 0, 8), []string{"rope_freqs.weight[2] is 0", "positive finite"}},
+		{"rope factors negative", ropeFreqs(1, -1, 4, 8), []string{"rope_freqs.weight[1] is -1"}},
+		{"rope factors inf", ropeFreqs(1, 2, 4, float32(math.Inf(1))), []string{"rope_freqs.weight[3] is +Inf"}},
+		{"rope factors NaN", ropeFreqs(float32(math.NaN()), 2, 4, 8), []string{"rope_freqs.weight[0] is NaN"}},
 		{"partial rope", setKV("llama.rope.dimension_count", uint32(4)), []string{"dimension_count 4 differs from the head width 8"}},
 		{"no eps", dropKV("llama.attention.layer_norm_rms_epsilon"), []string{"layer_norm_rms_epsilon is missing"}},
 		{"no layer count", dropKV("llama.block_count"), []string{"llama.block_count is missing"}},
@@ -157,6 +169,32 @@ func TestLoadRefuses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// f32Bytes returns v as little-endian float32 bytes.
+func f32Bytes(v []float32) []byte {
+	b := make([]byte, 0, 4*len(v))
+	for _, x := range v {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+	}
+	return b
+}
+
+// TestLoadRopeFreqs checks that a llama file with rope_freqs.weight loads
+// with its factors, which rotate each pair by its angle divided by the
+// factor (ggml_rope_ext's freq_factors).
+func TestLoadRopeFreqs(t *testing.T) {
+	kvs, ts := modelGGUF(t, eighthsModel(), models.F32, false)
+	freqs := []float32{1, 1, 2.5, 8}
+	path := writeGGUF(t, kvs, append(ts, ggufTensor{"rope_freqs.weight", models.F32, []uint64{4}, f32Bytes(freqs)}))
+	m := mustLoad(t, path)
+	if !slices.Equal(m.ropeFreqs, freqs) {
+		t.Errorf("rope factors %v, want %v", m.ropeFreqs, freqs)
+	}
+	plain := mustLoad(t, writeGGUF(t, kvs, ts))
+	if plain.ropeFreqs != nil {
+		t.Errorf("rope factors %v without rope_freqs.weight, want none", plain.ropeFreqs)
 	}
 }
 

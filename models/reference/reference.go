@@ -80,6 +80,10 @@ type Model struct {
 	outputNorm []float32 // output_norm.weight: the γ of the final RMSNorm
 	unembed    linear    // output.weight, or token_embd.weight when tied
 	ln         *lnModel  // gpt2 and gptneox (reference_ln.go); nil for llama
+	// ropeFreqs is rope_freqs.weight (llama only, as in Llama 3.1 and 3.2):
+	// DHead/2 divisors of the RoPE angles, one per rotated pair; nil
+	// without it.
+	ropeFreqs []float32
 }
 
 type layer struct {
@@ -197,8 +201,8 @@ func (m *Model) attention(ly layer, x [][]float32) [][]float32 {
 			ropeNeox(q[p], p, c.DHead, c.DHead, c.RopeBase)
 			ropeNeox(k[p], p, c.DHead, c.DHead, c.RopeBase)
 		} else {
-			rope(q[p], p, c.DHead, c.RopeBase)
-			rope(k[p], p, c.DHead, c.RopeBase)
+			ropeFactors(q[p], p, c.DHead, c.RopeBase, m.ropeFreqs)
+			ropeFactors(k[p], p, c.DHead, c.RopeBase, m.ropeFreqs)
 		}
 	}
 
@@ -243,9 +247,21 @@ func (m *Model) attention(ly layer, x [][]float32) [][]float32 {
 // them in float32 by repeated multiplication, which differs by about
 // 1e-7*pos radians.
 func rope(vec []float32, pos, dHead int, base float64) []float32 {
+	return ropeFactors(vec, pos, dHead, base, nil)
+}
+
+// ropeFactors is rope with per-frequency factors (rope_freqs.weight, the
+// llama3 RoPE scaling of Llama 3.1 and 3.2): pair i turns by
+// theta_i / freqs[i], as ggml_rope_ext's freq_factors divide the angle
+// (ggml_rope_cache_init: theta/ff with ff = freq_factors[i0/2]). freqs nil
+// is plain rope.
+func ropeFactors(vec []float32, pos, dHead int, base float64, freqs []float32) []float32 {
 	for h := 0; h+dHead <= len(vec); h += dHead {
 		for i := 0; i < dHead/2; i++ {
 			theta := float64(pos) * math.Pow(base, -2*float64(i)/float64(dHead))
+			if freqs != nil {
+				theta /= float64(freqs[i])
+			}
 			sin, cos := math.Sincos(theta)
 			x0, x1 := float64(vec[h+2*i]), float64(vec[h+2*i+1])
 			vec[h+2*i] = float32(x0*cos - x1*sin)

@@ -152,6 +152,26 @@ func TestRopeByHand(t *testing.T) {
 	}
 }
 
+// TestRopeFactors checks that a factor divides its pair's angle, as
+// ggml_rope_ext's freq_factors do: with factors {1, 2} (heads of width 4,
+// base 10000), position 2 turns pair 0 by 2 rad, as plain RoPE at
+// position 2, and pair 1 by 0.02/2 = 0.01 rad, as plain RoPE at position 1.
+func TestRopeFactors(t *testing.T) {
+	v := []float32{1, 2, 3, 4, 5, 6, 7, 8}
+	got := ropeFactors(slices.Clone(v), 2, 4, 10000, []float32{1, 2})
+	at2, at1 := rope(slices.Clone(v), 2, 4, 10000), rope(slices.Clone(v), 1, 4, 10000)
+	for h := 0; h < 8; h += 4 {
+		want := []float32{at2[h], at2[h+1], at1[h+2], at1[h+3]}
+		for i, w := range want {
+			if math.Abs(float64(got[h+i]-w)) > 1e-6*math.Abs(float64(w)) {
+				t.Errorf("rope with factors [%d] = %.9g, want %.9g", h+i, got[h+i], w)
+			}
+		}
+	}
+	// Factors of 1 are plain RoPE, bit for bit.
+	assertExact(t, "rope with factors 1", ropeFactors(slices.Clone(v), 7, 4, 10000, []float32{1, 1}), rope(slices.Clone(v), 7, 4, 10000))
+}
+
 // TestRopeRelativePosition checks the property RoPE exists for: the score of
 // a query at p and a key at s depends only on p - s.
 func TestRopeRelativePosition(t *testing.T) {
