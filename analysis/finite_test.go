@@ -1,59 +1,15 @@
 package analysis
 
 import (
-	"encoding/binary"
 	"errors"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lldiff/lldiff/contrast"
+	"github.com/lldiff/lldiff/internal/benchmodels"
 	"github.com/lldiff/lldiff/models"
 )
-
-// overflowModel writes a tiny synthetic model (2 layers, F32) whose
-// blk.1.ffn_down.weight is 3e38 everywhere: layer 1's MLP output
-// overflows to ±Inf, and everything after it is NaN. (Broken weights that
-// pass every header check: the values of a matrix are not validated.)
-func overflowModel(t *testing.T) string {
-	t.Helper()
-	spec, err := models.SynthPreset("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "overflow.gguf")
-	if err := models.WriteSynthetic(path, spec); err != nil {
-		t.Fatal(err)
-	}
-	f, err := models.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ti *models.TensorInfo
-	for i := range f.Tensors {
-		if f.Tensors[i].Name == "blk.1.ffn_down.weight" {
-			ti = &f.Tensors[i]
-		}
-	}
-	if ti == nil || ti.Type != models.F32 {
-		t.Fatalf("no F32 blk.1.ffn_down.weight in %s", path)
-	}
-	buf := make([]byte, 4*ti.NumElements())
-	for i := 0; i < len(buf); i += 4 {
-		binary.LittleEndian.PutUint32(buf[i:], math.Float32bits(3e38))
-	}
-	w, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.WriteAt(buf, f.DataOffset+int64(ti.Offset)); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // TestNonFinite: a model whose activations overflow is reported once, as
 // such, with the first hook that is not finite, by every analysis; before,
@@ -61,7 +17,7 @@ func overflowModel(t *testing.T) string {
 // NaN"), patch blamed its metric, contrast its directions and steer its
 // scale.
 func TestNonFinite(t *testing.T) {
-	path := overflowModel(t)
+	path := benchmodels.Overflow(t)
 	forEngines(t, path, func(t *testing.T, e models.Engine) {
 		check := func(what string, err error) {
 			t.Helper()

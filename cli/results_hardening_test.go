@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"encoding/binary"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lldiff/lldiff/contrast"
+	"github.com/lldiff/lldiff/internal/benchmodels"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
@@ -197,52 +196,13 @@ func TestAnswerMergingRefused(t *testing.T) {
 	}
 }
 
-// overflowModel writes a tiny synthetic model whose
-// blk.1.ffn_down.weight is 3e38 everywhere: layer 1's MLP output
-// overflows, and everything after it is NaN.
-func overflowModel(t *testing.T) string {
-	t.Helper()
-	spec, err := models.SynthPreset("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "overflow.gguf")
-	if err := models.WriteSynthetic(path, spec); err != nil {
-		t.Fatal(err)
-	}
-	f, err := models.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ti := range f.Tensors {
-		if ti.Name != "blk.1.ffn_down.weight" {
-			continue
-		}
-		buf := make([]byte, 4*ti.NumElements())
-		for i := 0; i < len(buf); i += 4 {
-			binary.LittleEndian.PutUint32(buf[i:], math.Float32bits(3e38))
-		}
-		w, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		if _, err := w.WriteAt(buf, f.DataOffset+int64(ti.Offset)); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	t.Fatal("no blk.1.ffn_down.weight")
-	return ""
-}
-
 // TestNonFiniteModel: a model that produces NaN is named as such, with
 // the layer, by compare (--json too: it failed with "json: unsupported
 // value: NaN"), patch (which blamed its metric), contrast (which blamed
 // the directions) and steer (which blamed the scale); capture writes the
 // values and warns.
 func TestNonFiniteModel(t *testing.T) {
-	model := overflowModel(t)
+	model := benchmodels.Overflow(t)
 	want := func(what string, err error) {
 		t.Helper()
 		if err == nil || ExitCode(err) != ExitError || !strings.Contains(err.Error(), "overflow.gguf produces") || !strings.Contains(err.Error(), "blocks.1.hook_mlp_out") {

@@ -206,21 +206,7 @@ func TestAgreementQwen2OutputBias(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &models.Writer{}
-	for _, kv := range f.KVs {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, ti := range f.Tensors {
-		b, err := f.ReadTensor(ti.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := copyToWriter(t, f)
 	info, err := f.Info()
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,9 @@ import "C"
 
 import (
 	"fmt"
-	"math"
 	"unsafe"
+
+	"github.com/lldiff/lldiff/models"
 )
 
 // Control vectors
@@ -65,36 +66,16 @@ func (c *Context) SetControlVector(dirs [][]float32) error {
 		return fmt.Errorf("llamacpp: context is closed")
 	}
 	nl, d := c.m.NLayer(), c.m.NEmbd()
-	if len(dirs) > nl {
-		return fmt.Errorf("control vector for %d layers, the model has %d", len(dirs), nl)
-	}
-	if nl < 2 {
+	if len(dirs) <= nl && nl < 2 {
 		return fmt.Errorf("the model has %d layer: llama.cpp adds control vectors to layers 1 and up only", nl)
 	}
+	layers, err := models.ControlVectorLayers(dirs, nl, d)
+	if err != nil {
+		return err
+	}
 	data := make([]float32, (nl-1)*d)
-	var layers []int
-	for l, v := range dirs {
-		if v == nil {
-			continue
-		}
-		if len(v) != d {
-			return fmt.Errorf("control vector for layer %d has %d values, the model's d_model is %d", l, len(v), d)
-		}
-		nonzero := false
-		for i, x := range v {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return fmt.Errorf("control vector for layer %d: value %d is %v", l, i, x)
-			}
-			nonzero = nonzero || x != 0
-		}
-		if !nonzero {
-			continue
-		}
-		if l == 0 {
-			return fmt.Errorf("control vector for layer 0: llama.cpp never adds a vector to layer 0 (resid_post.0); start at layer 1")
-		}
-		copy(data[(l-1)*d:l*d], v)
-		layers = append(layers, l)
+	for _, l := range layers {
+		copy(data[(l-1)*d:l*d], dirs[l])
 	}
 	if !c.cvec.on && c.decodes > 0 {
 		if err := c.rebuild(); err != nil {

@@ -125,21 +125,7 @@ func TestUnembedOutputBias(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &models.Writer{}
-	for _, kv := range f.KVs {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, ti := range f.Tensors {
-		b, err := f.ReadTensor(ti.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := copyToWriter(t, f)
 	in, _ := f.Info()
 	bias := make([]float32, in.NVocab)
 	raw := make([]byte, 4*len(bias))
@@ -193,4 +179,26 @@ func TestUnembedOutputBias(t *testing.T) {
 			}
 		}
 	}
+}
+
+// copyToWriter returns a Writer holding every metadata entry and tensor of
+// f, for a test that adds to a real file.
+func copyToWriter(t *testing.T, f *models.File) *models.Writer {
+	t.Helper()
+	w := &models.Writer{}
+	for _, kv := range f.KVs {
+		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ti := range f.Tensors {
+		b, err := f.ReadTensor(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
 }

@@ -3,6 +3,7 @@ package models
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"unicode/utf8"
 
@@ -86,6 +87,41 @@ type Generator interface {
 	// Generate decodes prompt and then appends the most likely token
 	// (greedy; ties go to the lower id, NaN never wins), up to o.N tokens.
 	Generate(prompt []int32, o GenerateOptions) (*Generation, error)
+}
+
+// ControlVectorLayers checks dirs against the rules of
+// Generator.SetControlVector for a model of nLayer layers of width d (at
+// most nLayer entries of d finite values each, nothing at layer 0) and
+// returns the layers whose vector is not all zero, in order. Both engines
+// apply it, so they refuse the same vectors with the same words.
+func ControlVectorLayers(dirs [][]float32, nLayer, d int) ([]int, error) {
+	if len(dirs) > nLayer {
+		return nil, fmt.Errorf("control vector for %d layers, the model has %d", len(dirs), nLayer)
+	}
+	var layers []int
+	for l, v := range dirs {
+		if v == nil {
+			continue
+		}
+		if len(v) != d {
+			return nil, fmt.Errorf("control vector for layer %d has %d values, the model's d_model is %d", l, len(v), d)
+		}
+		nonzero := false
+		for i, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Errorf("control vector for layer %d: value %d is %v", l, i, x)
+			}
+			nonzero = nonzero || x != 0
+		}
+		if !nonzero {
+			continue
+		}
+		if l == 0 {
+			return nil, fmt.Errorf("control vector for layer 0: llama.cpp never adds a vector to layer 0 (resid_post.0); start at layer 1")
+		}
+		layers = append(layers, l)
+	}
+	return layers, nil
 }
 
 // GenerateOptions configure Generator.Generate.

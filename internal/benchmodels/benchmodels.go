@@ -1,13 +1,17 @@
 // Package benchmodels writes the synthetic models that benchmarks use once
-// per machine and reuses them.
+// per machine and reuses them, and the broken models several packages'
+// tests share (Overflow).
 package benchmodels
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
+	"testing"
 
 	"github.com/lldiff/lldiff/models"
 )
@@ -35,4 +39,42 @@ func Synthetic(preset string, t models.GGMLType) (string, error) {
 		return "", err
 	}
 	return p, nil
+}
+
+// Overflow writes into a test's temporary folder the "tiny" synthetic
+// model (2 layers, F32) with blk.1.ffn_down.weight set to 3e38 everywhere:
+// layer 1's MLP output overflows to ±Inf and everything after it is NaN.
+// Broken weights that pass every header check (a matrix's values are not
+// validated), for the tests of non-finite activations.
+func Overflow(tb testing.TB) string {
+	tb.Helper()
+	spec, err := models.SynthPreset("tiny")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "overflow.gguf")
+	if err := models.WriteSynthetic(path, spec); err != nil {
+		tb.Fatal(err)
+	}
+	f, err := models.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ti, ok := f.Tensor("blk.1.ffn_down.weight")
+	if !ok || ti.Type != models.F32 {
+		tb.Fatalf("no F32 blk.1.ffn_down.weight in %s", path)
+	}
+	buf := make([]byte, 4*ti.NumElements())
+	for i := 0; i < len(buf); i += 4 {
+		binary.LittleEndian.PutUint32(buf[i:], math.Float32bits(3e38))
+	}
+	w, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.WriteAt(buf, f.DataOffset+int64(ti.Offset)); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }

@@ -2,7 +2,6 @@ package reference
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/lldiff/lldiff/models"
 )
@@ -67,32 +66,13 @@ func (m *Model) RunSteered(tokens []int32, reps []Replacement, add [][]float32) 
 // models.Generator), with llama.cpp's rules: finite values, nothing at
 // layer 0.
 func (r *runner) SetControlVector(dirs [][]float32) error {
-	nl, d := r.e.info.NLayer, r.e.info.DModel
-	if len(dirs) > nl {
-		return fmt.Errorf("control vector for %d layers, the model has %d", len(dirs), nl)
+	layers, err := models.ControlVectorLayers(dirs, r.e.info.NLayer, r.e.info.DModel)
+	if err != nil {
+		return err
 	}
 	cv := make([][]float32, len(dirs))
-	for l, v := range dirs {
-		if v == nil {
-			continue
-		}
-		if len(v) != d {
-			return fmt.Errorf("control vector for layer %d has %d values, the model's d_model is %d", l, len(v), d)
-		}
-		nonzero := false
-		for i, x := range v {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return fmt.Errorf("control vector for layer %d: value %d is %v", l, i, x)
-			}
-			nonzero = nonzero || x != 0
-		}
-		if !nonzero {
-			continue
-		}
-		if l == 0 {
-			return fmt.Errorf("control vector for layer 0: llama.cpp never adds a vector to layer 0 (resid_post.0); start at layer 1")
-		}
-		cv[l] = append([]float32(nil), v...)
+	for _, l := range layers {
+		cv[l] = append([]float32(nil), dirs[l]...)
 	}
 	r.cvec = cv
 	return nil
