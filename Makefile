@@ -37,7 +37,7 @@ CGO_ENV = CGO_ENABLED=1 CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="$(CFLAGS_V)" CG
 TEST_FLAGS ?= -timeout 30m
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda cuda-src clean env link-check test-arm64 bench-anchor gpu-bundle gpu-tests
+.PHONY: all build deps test test-short demo bench lint fmt fuzz cuda cuda-src clean env link-check test-arm64 test-cluster bench-anchor gpu-bundle gpu-tests
 
 all: build
 
@@ -56,6 +56,7 @@ build: deps
 	@$(CGO_ENV) $(GO) build -o $(BIN) $(PKG)
 
 test: deps
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || echo "*** BROWSER TESTS WILL BE SKIPPED: no Chromium on PATH; apt-get install chromium fixes it ***"
 	$(CGO_ENV) $(GO) vet ./...
 	$(CGO_ENV) $(GO) test $(TEST_FLAGS) ./...
 	$(CGO_ENV) $(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./models/
@@ -104,8 +105,20 @@ test-arm64: deps
 	$(ARM64_ENV) $(GO) test -short -exec qemu-aarch64 -timeout 30m $(ARM64_TEST_PKGS)
 	$(ARM64_ENV) $(GO) test -short -exec qemu-aarch64 -timeout 30m -run '$(ARM64_LLAMACPP_RUN)' ./llamacpp/
 
+# test-cluster runs docs/cluster.md's Slurm job array (3 tasks and a
+# dependent merge) on a throwaway single-node Slurm cluster that
+# scripts/cluster/test-slurm.sh starts and stops, and compares the merged
+# report with an unsharded run. Needs root and the Debian packages
+# slurm-wlm and munge (installs nothing).
+test-cluster: build
+	./scripts/cluster/test-slurm.sh $(BIN)
+
 demo: build
 	@./scripts/demo.sh
+	@echo
+	@./$(BIN) compare -m "$${LLDIFF_MODEL:-testdata/models/stories260K.gguf}" --answer " she" --answer " he" --json --force --html demo.html \
+		"Once upon a time, there was a little girl. One day," "Once upon a time, there was a little boy. One day," >/dev/null
+	@echo "The same comparison as a one-file HTML report: $(CURDIR)/demo.html"
 
 bench: build
 	@mkdir -p bench

@@ -147,16 +147,25 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 		return nil, err
 	}
 	idsA, idsB := ids[0], ids[1]
-	pairs, err := diff.ParsePositions(o.Positions, len(idsA), len(idsB))
-	if err != nil {
+	toksA, toksB := Tokens(e, idsA), Tokens(e, idsB)
+	// --pos image / image-mean (image.go): img.MeanA stands for A's image
+	// mean at position len(idsA), one past its last token (B likewise)
+	var img *ImagePairs
+	var pairs []diff.PosPair
+	if HasImagePositions(o.Positions) {
+		if img, err = ParseImagePositions(o.Positions, toksA, toksB); err != nil {
+			return nil, err
+		}
+		pairs = img.Pairs
+	} else if pairs, err = diff.ParsePositions(o.Positions, len(idsA), len(idsB)); err != nil {
 		return nil, &InputError{Err: err}
 	}
 	c := &CompareResult{Model: o.Model, LensNorm: o.Lens.String()}
 	for _, p := range pairs {
 		c.Positions = append(c.Positions, PosPair{p.A, p.B})
 	}
-	toksA, toksB := Tokens(e, idsA), Tokens(e, idsB)
 	c.Warnings = append(BOSWarnings(e, o.Tokenize, "prompt A", idsA), BOSWarnings(e, o.Tokenize, "prompt B", idsB)...)
+	c.Warnings = append(c.Warnings, imageMeanWarnings(img, toksA, toksB)...)
 	// more predictions or lens tokens than the vocabulary has would be
 	// empty rows
 	if nv := e.NVocab(); o.TopK > nv || o.LensK > nv {
@@ -166,7 +175,7 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 	// Identical token sequences are decoded once and serve as both A and
 	// B: two sequences of one batch sit at other places of the KV cache
 	// and differ in the last bits (1e-6), which would rank rounding noise.
-	same := slices.Equal(idsA, idsB)
+	same := slices.Equal(idsA, idsB) && (img == nil || img.MeanA == img.MeanB)
 	if same && !slices.ContainsFunc(pairs, func(p diff.PosPair) bool { return p.A != p.B }) {
 		c.Warnings = append(c.Warnings, "A and B are the same tokens: decoded once, so every difference below is exactly 0")
 	}
@@ -220,6 +229,8 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 		seqs, pos = seqs[:1], pos[:1]
 		pos[0] = rowsA
 	}
+	// an image mean runs the image positions and becomes one more row
+	pos, meanRows := imageMeanRows(img, pos, toksA, toksB, same)
 	run, err := e.NewRunner(seqs, len(seqs))
 	if err != nil {
 		return nil, err
@@ -233,6 +244,15 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 	cb := ca
 	if !same {
 		cb = rows[1].Cache(idsB, nl)
+	}
+	if meanRows[0] != nil {
+		ca, rowsA = withMeanRow(ca, meanRows[0]), append(slices.Clone(pos[0]), len(idsA))
+		if same {
+			cb, rowsB = ca, rowsA
+		}
+	}
+	if meanRows[1] != nil {
+		cb, rowsB = withMeanRow(cb, meanRows[1]), append(slices.Clone(pos[1]), len(idsB))
 	}
 	if err := CheckFinite(e, ca, cb); err != nil {
 		return nil, err

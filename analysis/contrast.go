@@ -447,13 +447,7 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 		return nil, err
 	}
 	info := e.ModelInfo()
-	var hooks []models.Hook
-	for l := range info.NLayer {
-		for _, k := range o.Kinds {
-			hooks = append(hooks, models.Hook{Kind: k, Layer: l})
-		}
-	}
-	hooks = models.SortHooks(hooks)
+	hooks := contrastHooks(info.NLayer, o.Kinds)
 	seqs, _, _ := cd.Seqs()
 	run, err := e.NewRunner(seqs, o.Parallel)
 	if err != nil {
@@ -467,18 +461,57 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 	if err := checkSamplesFinite(e, hooks, cd, sa, sb); err != nil {
 		return nil, err
 	}
-	res := &ContrastResult{Hooks: hooks, Stats: map[models.Hook]*contrast.Stats{}}
 	ds := cd.Dataset
-	res.Model, res.Arch, res.Paired, res.Positions = o.Model, info.Arch, ds.Paired, strings.TrimSpace(o.Spec)
-	res.A = ContrastSet{Source: o.Sources[0], Prompts: len(ds.A), Rows: sa[hooks[0]].N}
-	res.B = ContrastSet{Source: o.Sources[1], Prompts: len(ds.B), Rows: sb[hooks[0]].N}
-	res.Warnings = append([]string{}, cd.Warnings...)
-	res.Throughput = speed
+	facts := contrastFacts{
+		Arch: info.Arch, Paired: ds.Paired, PromptsA: len(ds.A), PromptsB: len(ds.B),
+		RowsA: sa[hooks[0]].N, RowsB: sb[hooks[0]].N, Warnings: cd.Warnings, Speed: speed, Hooks: hooks,
+	}
+	return finishContrast(e, o, facts, func(h models.Hook) (*contrast.Stats, error) {
+		return contrast.Compute(sa[h], sb[h], ds.Paired)
+	})
+}
+
+// contrastHooks returns the hooks of kinds at every layer, in model order.
+func contrastHooks(nLayer int, kinds []models.Kind) []models.Hook {
+	var hooks []models.Hook
+	for l := range nLayer {
+		for _, k := range kinds {
+			hooks = append(hooks, models.Hook{Kind: k, Layer: l})
+		}
+	}
+	return models.SortHooks(hooks)
+}
+
+// contrastFacts are what a contrast result reports besides the statistics
+// of its hooks: from a run (Contrast), or from merged shards
+// (ContrastFromStats).
+type contrastFacts struct {
+	Arch               string
+	Paired             bool
+	PromptsA, PromptsB int
+	RowsA, RowsB       int
+	Warnings           []string
+	Speed              ContrastSpeed
+	Hooks              []models.Hook
+}
+
+// finishContrast computes the statistics of every hook with stats (one
+// hook at a time: the caller may hold only that hook's rows), ranks the
+// components and reads their lens through e (LensK > 0 only; e may be nil
+// otherwise).
+func finishContrast(e models.Engine, o ContrastOptions, f contrastFacts, stats func(models.Hook) (*contrast.Stats, error)) (*ContrastResult, error) {
+	hooks := f.Hooks
+	res := &ContrastResult{Hooks: hooks, Stats: map[models.Hook]*contrast.Stats{}}
+	res.Model, res.Arch, res.Paired, res.Positions = o.Model, f.Arch, f.Paired, strings.TrimSpace(o.Spec)
+	res.A = ContrastSet{Source: o.Sources[0], Prompts: f.PromptsA, Rows: f.RowsA}
+	res.B = ContrastSet{Source: o.Sources[1], Prompts: f.PromptsB, Rows: f.RowsB}
+	res.Warnings = append([]string{}, f.Warnings...)
+	res.Throughput = f.Speed
 	res.LensNorm = o.Lens.String()
 	if res.A.Rows < 2 || res.B.Rows < 2 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("A has %d row(s) and B %d: spread, separation and held-out accuracy need at least 2 rows per set (–); give more prompts", res.A.Rows, res.B.Rows))
 	}
-	if !ds.Paired && len(ds.A) == len(ds.B) {
+	if !f.Paired && f.PromptsA == f.PromptsB {
 		res.Warnings = append(res.Warnings, "A and B have as many prompts: if line i of A matches line i of B, --paired adds sign consistency and allows --pos all")
 	}
 	type comp struct {
@@ -488,7 +521,7 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 	}
 	var comps []*comp
 	for _, h := range hooks {
-		st, err := contrast.Compute(sa[h], sb[h], ds.Paired)
+		st, err := stats(h)
 		if err != nil {
 			return nil, err
 		}
@@ -520,14 +553,14 @@ func Contrast(e models.Engine, o ContrastOptions) (*ContrastResult, error) {
 	if !slices.ContainsFunc(comps, func(c *comp) bool { return !contrast.Negligible(c.st.Norm, c.st.Scale) }) {
 		res.Warnings = append(res.Warnings, "A and B give the same activations at the chosen positions (every ‖Δμ‖ is 0, or at the level of float32 rounding; position 0 is the same first token in every prompt): there is nothing to contrast; choose positions where the prompts differ")
 	}
-	stats := make([]*contrast.Stats, len(comps))
+	ranked := make([]*contrast.Stats, len(comps))
 	for i, c := range comps {
 		c.c.Rank = i + 1
 		res.Components = append(res.Components, c.c)
-		stats[i] = c.st
+		ranked[i] = c.st
 	}
 	if o.LensK > 0 {
-		if err := contrastLens(e, res, stats, o); err != nil {
+		if err := contrastLens(e, res, ranked, o); err != nil {
 			return nil, err
 		}
 	}

@@ -22,6 +22,9 @@ type Token struct {
 	// UTF-8 on their own (a byte token that is part of a multi-byte
 	// character), where Text cannot carry them.
 	Bytes string `json:"bytes,omitempty"`
+	// Image says which image embedding the position holds, for image
+	// positions of a prompt with images (Kind "image"; image.go).
+	Image *ImagePos `json:"image,omitempty"`
 }
 
 // Word is a word of a prompt split into several tokens.
@@ -41,6 +44,7 @@ func Tokens(v models.Vocab, ids []int32) []Token {
 			out[i].Bytes = hex.EncodeToString(b)
 		}
 	}
+	imagePositions(v, ids, out)
 	return out
 }
 
@@ -61,7 +65,7 @@ func SplitWords(toks []Token) []Word {
 		}
 	}
 	for i, t := range toks {
-		if t.Kind == string(models.KindControl) {
+		if t.Kind == string(models.KindControl) || t.Image != nil {
 			flush(i)
 			start = -1
 			continue

@@ -13,6 +13,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -65,6 +66,13 @@ func (r *Recorder) Select(nodes []models.Node) error {
 	}
 	r.freePatches()
 	n := len(nodes)
+	if n > 0 && slices.Equal(nodes, r.nodes) && int(r.r.n_slots) == n {
+		// the same selection (a contrast selects it again for every group
+		// of prompts): keep the slots' buffers instead of freeing them and
+		// growing new ones, which costs page faults and zeroing per call
+		C.lldiff_recorder_reset(r.r)
+		return nil
+	}
 	cstr := func(s string) *C.char { return C.CString(s) }
 	names := make([]*C.char, n)
 	ops := make([]*C.char, n)

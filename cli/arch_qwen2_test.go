@@ -106,3 +106,11 @@ func TestCompareQwen2(t *testing.T) {
 		t.Errorf("compare output:\n%s", text)
 	}
 }
+
+// TestAnalysesQwen2 runs patch (its --exact fixed points), contrast and
+// steer on a qwen2 model (compare is TestCompareQwen2).
+func TestAnalysesQwen2(t *testing.T) {
+	model := synthQwen2(t, "F16")
+	checkPatch(t, model, true)
+	checkContrastSteer(t, model, "qwen2", 3, 2)
+}

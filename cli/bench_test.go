@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,5 +124,111 @@ func BenchmarkCompareRSS(b *testing.B) {
 		b.ReportMetric(rss/(1<<30), "peak-rss-GiB")
 		b.ReportMetric(float64(st.Size())/(1<<30), "file-GiB")
 		b.ReportMetric(rss/(float64(st.Size())+(1<<30)), "rss/filesize+1GiB-ratio")
+		// the tighter bound, printed for information (see
+		// docs/performance.md, Limits)
+		b.ReportMetric(rss/(float64(st.Size())+(1<<29)), "rss/filesize+0.5GiB-ratio")
 	}
+}
+
+// BenchmarkCaptureLongRSS runs bin/lldiff capture of resid_post, attn_out
+// and mlp_out at every layer of the Llama-2-7B-shaped Q4_0 model (as
+// BenchmarkCompareRSS) on a prompt of $LLDIFF_BENCH_LONG tokens (default
+// 2048), and reports its peak RSS and wall time. The rows stream to their
+// files one ubatch at a time, so the peak is the model, the KV cache (F32:
+// 2 × n_layer × n_ctx × d_model × 4 bytes, 2 GiB at 2048 tokens) and about
+// one ubatch's rows and compute buffers: longcapture-rss/file+kv+1GiB-ratio
+// (target ≤ 1). One run: a peak does not change between runs, and each
+// takes minutes. Skipped like BenchmarkCompareRSS.
+func BenchmarkCaptureLongRSS(b *testing.B) {
+	if os.Getenv("LLDIFF_BENCH_7B") == "0" || runtime.GOOS != "linux" {
+		b.Skip("LLDIFF_BENCH_7B=0 or not linux")
+	}
+	bin, err := filepath.Abs("../bin/lldiff")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		b.Skip("bin/lldiff not built (make bench builds it)")
+	}
+	if _, err := os.Stat("/usr/bin/time"); err != nil {
+		b.Skip("GNU time not installed")
+	}
+	n := 2048
+	if s := os.Getenv("LLDIFF_BENCH_LONG"); s != "" {
+		if n, err = strconv.Atoi(s); err != nil || n < 2 {
+			b.Fatalf("LLDIFF_BENCH_LONG=%q: give a token count of at least 2", s)
+		}
+	}
+	preset := "llama2-7b"
+	if s := os.Getenv("LLDIFF_BENCH_LONG_PRESET"); s != "" {
+		preset = s
+	}
+	path, err := benchmodels.Synthetic(preset, models.Q4_0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	// BOS and n−1 times " the", one token each in the Llama-2 vocabulary
+	// (checked against index.json below)
+	prompt := filepath.Join(b.TempDir(), "prompt.txt")
+	if err := os.WriteFile(prompt, []byte("the"+strings.Repeat(" the", n-2)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	// go test calls a benchmark once with b.N = 1 before the real run:
+	// the capture runs once per process and both calls report it
+	longCapture.Do(func() {
+		out := filepath.Join(b.TempDir(), "acts")
+		cmd := exec.Command("/usr/bin/time", "-f", "maxrss_kb=%M wall_s=%e", bin, "capture", "-m", path, "--json",
+			"--hooks", "resid_post,attn_out,mlp_out", "--prompt-file", prompt, "-o", out)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if longCapture.err = cmd.Run(); longCapture.err != nil {
+			longCapture.err = fmt.Errorf("%v\n%s", longCapture.err, stderr.String())
+			return
+		}
+		defer os.RemoveAll(out)
+		var idx CaptureIndex
+		if longCapture.err = json.Unmarshal([]byte(stdout.String()), &idx); longCapture.err != nil {
+			return
+		}
+		if len(idx.Tokens) != n {
+			longCapture.err = fmt.Errorf("the prompt gave %d tokens, want %d", len(idx.Tokens), n)
+			return
+		}
+		longCapture.files = len(idx.Files)
+		s := stderr.String()
+		i := strings.LastIndex(s, "maxrss_kb=")
+		if _, err := fmt.Sscanf(s[max(i, 0):], "maxrss_kb=%f wall_s=%f", &longCapture.rss, &longCapture.wall); err != nil {
+			longCapture.err = fmt.Errorf("reading GNU time's output %q: %v", s, err)
+		}
+		longCapture.rss *= 1024
+	})
+	if longCapture.err != nil {
+		b.Fatal(longCapture.err)
+	}
+	rss, wall := longCapture.rss, longCapture.wall
+	spec, err := models.SynthPreset(preset)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nCtx := models.RoundCtx(n)
+	kvHeads := spec.NHeadKV
+	if kvHeads == 0 {
+		kvHeads = spec.NHead
+	}
+	kv := float64(2*spec.NLayer*nCtx*spec.DModel/spec.NHead*kvHeads) * 4
+	b.ReportMetric(rss/(1<<30), "peak-rss-GiB")
+	b.ReportMetric(float64(st.Size())/(1<<30), "file-GiB")
+	b.ReportMetric(kv/(1<<30), "kv-GiB")
+	b.ReportMetric(wall, "wall-s")
+	b.ReportMetric(float64(longCapture.files), "files")
+	b.ReportMetric(rss/(float64(st.Size())+kv+(1<<30)), "longcapture-rss/file+kv+1GiB-ratio")
+}
+
+// longCapture is BenchmarkCaptureLongRSS's one run.
+var longCapture struct {
+	sync.Once
+	rss, wall float64
+	files     int
+	err       error
 }

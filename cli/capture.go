@@ -8,7 +8,6 @@ import (
 
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/diff"
-	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -16,12 +15,15 @@ import (
 type CaptureOptions struct {
 	IO         *IOStreams
 	Model      modelFlags
+	Vision     visionFlags
 	Prompt     string
 	PromptFile string
 	Hooks      string
 	OutDir     string
 	Force      bool
 	JSON       bool
+	// Dataset holds --prompts and its flags (cli/capture_dataset.go).
+	Dataset captureDatasetFlags
 }
 
 func newCmdCapture(io *IOStreams, runF func(*CaptureOptions) error) *cobra.Command {
@@ -34,12 +36,21 @@ as a float32 .npy file of shape [n_tokens, width] (numpy.load reads it), plus
 DIR/index.json listing every file with its hook, layer, shape and size in
 bytes, and the prompt's tokens. DIR is written beside its path and moved into
 place when complete, under a lock: an interrupted or failed run leaves what
-was there (with --force, files the run does not write are kept).
+was there (with --force, files the run does not write are kept). Rows are
+written as they are computed, one ubatch at a time (-u; by default sized so
+that one ubatch's rows stay near 256 MiB): a long prompt needs memory for the
+model, the KV cache and one ubatch, not for all its activations.
 
 Hooks: full TransformerLens names (blocks.3.hook_resid_post) or short forms
 (resid_post.3; resid_post = every layer; resid_post.-1 = last layer). Kinds:
 resid_pre, resid_mid, resid_post, attn_out, mlp_out, z (heads before W_O),
-ln_final, logits.`,
+ln_final, logits.
+
+Datasets: --prompts FILE captures every prompt of FILE (one per line, or
+.jsonl) and streams the activations at --pos (default all) to size-capped
+safetensors files DIR/shard-00000.safetensors, ... with DIR/index.json
+(prompts, token ids, row offsets); safetensors.numpy.load_file and torch
+read them. --shard K/N captures one shard of the prompts (docs/cluster.md).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -49,7 +60,11 @@ ln_final, logits.`,
 				return err
 			}
 			opts.Model.warnLimits(io)
-			if err := needPrompt(args, opts.PromptFile); err != nil {
+			if opts.Dataset.Prompts != "" {
+				if err := opts.Dataset.check(args, opts); err != nil {
+					return err
+				}
+			} else if err := needPrompt(args, opts.PromptFile); err != nil {
 				return err
 			}
 			if opts.OutDir == "" {
@@ -58,16 +73,21 @@ ln_final, logits.`,
 			if runF != nil {
 				return runF(opts)
 			}
+			if opts.Dataset.Prompts != "" {
+				return captureDatasetRun(opts)
+			}
 			return captureRun(opts)
 		},
 	}
 	opts.Model.register(cmd, true)
+	opts.Vision.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&opts.Hooks, "hooks", "resid_post", "comma-separated hooks to capture")
 	f.StringVarP(&opts.OutDir, "output", "o", "", "output directory (created; must be empty unless --force)")
 	promptFileFlag(cmd, &opts.PromptFile)
 	f.BoolVar(&opts.Force, "force", false, "write into a non-empty output directory, replacing files of the same name")
 	f.BoolVar(&opts.JSON, "json", false, "print the index as JSON on stdout")
+	registerDatasetFlags(cmd, &opts.Dataset)
 	return cmd
 }
 
@@ -113,6 +133,11 @@ func captureRun(opts *CaptureOptions) error {
 		return err
 	}
 	defer m.Close()
+	closeVision, err := opts.Vision.attach(m, opts.Model.Threads)
+	if err != nil {
+		return err
+	}
+	defer closeVision()
 	hooks, err := models.ParseHooks(opts.Hooks, m.NLayer())
 	if err != nil {
 		return &UsageError{Err: err}
@@ -127,36 +152,31 @@ func captureRun(opts *CaptureOptions) error {
 		return err
 	}
 	ids := seqs[0]
-	ctx, err := opts.Model.context(m, [][]int32{ids}, 1)
+	flags := opts.Model
+	if flags.NUBatch == 0 {
+		// rows go to their files one ubatch at a time (streamCapture):
+		// a ubatch small enough that its rows stay near
+		// llamacpp.DefaultStreamBytes, however long the prompt
+		flags.NUBatch = m.StreamUBatch(hooks, 0)
+	}
+	ctx, err := flags.context(m, [][]int32{ids}, 1)
 	if err != nil {
 		return err
 	}
 	defer ctx.Close()
-	caches, err := ctx.Run([][]int32{ids}, llamacpp.RunOptions{Hooks: hooks})
+	sc, err := streamCapture(outDir, ctx, ids, m.NLayer(), hooks)
 	if err != nil {
 		return err
 	}
-	cache := caches[0]
 	// a model that produces NaN is worth capturing (to see where it
 	// starts), but not without saying so
 	nanWarning := ""
-	if err := analysis.CheckFinite(opts.Model.engine(m), cache); err != nil {
-		nanWarning = err.Error()
-	}
-	idx := CaptureIndex{Model: opts.Model.Model, Arch: m.Arch(), Prompt: prompt, Tokens: analysis.Tokens(m, ids)}
-	for _, h := range hooks {
-		a, ok := cache.At(h)
-		if !ok {
-			return fmt.Errorf("internal error: %s was not captured", h.Name())
+	if sc.nonFinite != nil {
+		if err := analysis.CheckFinite(opts.Model.engine(m), sc.nonFinite); err != nil {
+			nanWarning = err.Error()
 		}
-		name := h.Name() + ".npy"
-		shape := []int{a.Rows(), a.Width}
-		size, err := writeStagedNpy(outDir, name, shape, a.Data)
-		if err != nil {
-			return err
-		}
-		idx.Files = append(idx.Files, CaptureFile{File: name, Hook: h.Name(), Kind: string(h.Kind), Layer: h.Layer, Shape: shape, Bytes: size})
 	}
+	idx := CaptureIndex{Model: opts.Model.Model, Arch: m.Arch(), Prompt: prompt, Tokens: analysis.Tokens(m, ids), Files: sc.files}
 	if err := writeStagedJSON(outDir, idx); err != nil {
 		return err
 	}
@@ -170,15 +190,12 @@ func captureRun(opts *CaptureOptions) error {
 		return writeJSON(opts.IO.Out, idx)
 	}
 	out := opts.IO.Out
-	var pieces []string
-	for _, t := range idx.Tokens {
-		pieces = append(pieces, t.Piece)
-	}
+	// image positions show as one span each: [image 1: 64 positions]
+	pieces := analysis.TokenView(idx.Tokens)
 	fmt.Fprintf(out, "prompt %q → %d tokens: %s\n", prompt, len(ids), strings.Join(pieces, " "))
 	var rows [][]string
-	for _, cf := range idx.Files {
-		a, _ := cache.Get(cf.Hook)
-		rows = append(rows, []string{cf.Hook, fmt.Sprintf("%d×%d", cf.Shape[0], cf.Shape[1]), fmt.Sprintf("%.4g", diff.Norm(a.Row(a.Rows()-1))), cf.File})
+	for i, cf := range idx.Files {
+		rows = append(rows, []string{cf.Hook, fmt.Sprintf("%d×%d", cf.Shape[0], cf.Shape[1]), fmt.Sprintf("%.4g", diff.Norm(sc.last[hooks[i]])), cf.File})
 	}
 	if err := table(opts.IO, []string{"hook", "shape", "‖last row‖", "file"}, rows); err != nil {
 		return err

@@ -14,8 +14,12 @@ func commands(io *IOStreams) []*cobra.Command {
 		newCmdCompare(io, nil),
 		newCmdPatch(io, nil),
 		newCmdContrast(io, nil),
+		newCmdMerge(io, nil),
 		newCmdSteer(io, nil),
 		newCmdVec(io, nil),
+		newCmdServe(io, nil),
+		newCmdParams(io, nil),
+		newCmdMap(io, nil),
 		newCmdSynth(io, nil),
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
+	"github.com/lldiff/lldiff/report"
 )
 
 // CompareOptions are the options of `lldiff compare`.
@@ -33,8 +34,21 @@ type CompareOptions struct {
 	Neurons int
 	Answers []string
 	JSON    bool
+	// ModelB is --model-b: run prompt A through this second model file
+	// and compare the two models (cli/compare_modelb.go).
+	ModelB string
+	// LayerMap is --layer-map (A:B pairs).
+	LayerMap string
+	// HTML is --html: also write the report page there; Force replaces it.
+	HTML  string
+	Force bool
 
 	NoTokens, NoPredictions, NoRanking, NoLayers, NoLens, NoNeurons bool
+
+	// Vision is --mmproj; ImageA and ImageB put an image in front of
+	// prompt A or B (--image-a, --image-b).
+	Vision         visionFlags
+	ImageA, ImageB string
 
 	// kindsSet is set when --kinds was given: then a kind the architecture
 	// lacks is an error, while the default list drops it with a note.
@@ -60,7 +74,11 @@ outputs, and show:
 
 Positions (--pos): last (default: the last token of each prompt), indices
 such as -1 or 3 (negative from the end), all (equal token counts only), or
-explicit pairs A:B such as 5:6.
+explicit pairs A:B such as 5:6. With images (--mmproj, <image:PATH> or
+--image-a/--image-b): image (every image position; image:image pairs two
+images position by position, image:last each with B's last token) and
+image-mean (the mean over the image span), on either side of a pair
+(docs/vision.md).
 
 Lens normalisation (--lens-norm) for differences: norm (default) unembeds
 each residual through the final norm (RMSNorm; LayerNorm with its bias for
@@ -103,7 +121,10 @@ Pythia (gptneox with a parallel residual) has no resid_mid.`,
 		},
 	}
 	opts.Model.register(cmd, true)
+	opts.Vision.register(cmd)
 	f := cmd.Flags()
+	f.StringVar(&opts.ImageA, "image-a", "", "put this image in front of prompt A (needs --mmproj)")
+	f.StringVar(&opts.ImageB, "image-b", "", "put this image in front of prompt B (needs --mmproj)")
 	f.StringVar(&opts.AFile, "a-file", "", "read prompt A from a file")
 	f.StringVar(&opts.BFile, "b-file", "", "read prompt B from a file")
 	f.StringVar(&opts.Pos, "pos", "last", "positions to compare: last, -1, 3, all, or pairs 3:4")
@@ -116,6 +137,9 @@ Pythia (gptneox with a parallel residual) has no resid_mid.`,
 	f.IntVar(&opts.Neurons, "neurons", 10, "dimensions shown for the most different component")
 	f.StringArrayVar(&opts.Answers, "answer", nil, "score an answer continuation, e.g. --answer \" he\" (repeatable)")
 	f.BoolVar(&opts.JSON, "json", false, "print one JSON document (schema in docs/compare-json.md)")
+	f.StringVar(&opts.ModelB, "model-b", "", "compare two models on one prompt: a second GGUF file with the same tokenizer (docs/geometry.md)")
+	f.StringVar(&opts.LayerMap, "layer-map", "", "with --model-b: the layer of B for each layer of A, A:B pairs such as 0:0,1:2,2:4 (default: the same layer, or the same relative depth)")
+	addHTMLFlag(f, &opts.HTML, &opts.Force)
 	f.BoolVar(&opts.NoTokens, "no-tokens", false, "hide the tokens section")
 	f.BoolVar(&opts.NoPredictions, "no-predictions", false, "hide the predictions section")
 	f.BoolVar(&opts.NoRanking, "no-ranking", false, "hide the ranking section")
@@ -130,6 +154,18 @@ Pythia (gptneox with a parallel residual) has no resid_mid.`,
 type CompareJSON = analysis.CompareResult
 
 func compareRun(opts *CompareOptions) error {
+	if opts.HTML != "" && opts.ModelB != "" {
+		return usageErr("--html draws the comparison of two prompts; it has no view of a --model-b comparison yet: leave out --html (--json has the whole result)")
+	}
+	if opts.ModelB != "" {
+		return compareModelsRun(opts)
+	}
+	if opts.LayerMap != "" {
+		return usageErr("--layer-map maps the layers of two models: give --model-b")
+	}
+	if err := checkHTMLFlag(opts.HTML, opts.Force); err != nil {
+		return err
+	}
 	a, err := readPrompt(opts.A, opts.AFile, "prompt A")
 	if err != nil {
 		return err
@@ -140,6 +176,12 @@ func compareRun(opts *CompareOptions) error {
 	}
 	// a prompt of spaces is text (SentencePiece gives it tokens); only no
 	// text at all is refused here
+	if a, err = withImage(a, opts.ImageA, "--image-a", opts.Vision); err != nil {
+		return err
+	}
+	if b, err = withImage(b, opts.ImageB, "--image-b", opts.Vision); err != nil {
+		return err
+	}
 	if a == "" || b == "" {
 		return usageErr("compare needs two non-empty prompts: lldiff compare -m MODEL \"prompt A\" \"prompt B\" (or --a-file/--b-file)")
 	}
@@ -148,6 +190,11 @@ func compareRun(opts *CompareOptions) error {
 		return err
 	}
 	defer m.Close()
+	closeVision, err := opts.Vision.attach(m, opts.Model.Threads)
+	if err != nil {
+		return err
+	}
+	defer closeVision()
 	var kinds []models.Kind
 	var skipped []string
 	for _, s := range strings.Split(opts.Kinds, ",") {
@@ -176,10 +223,18 @@ func compareRun(opts *CompareOptions) error {
 		return flagAdvice(err)
 	}
 	doc.Warnings = append(skipped, doc.Warnings...) // the last one says what is compared
-	if opts.JSON {
-		return writeJSON(opts.IO.Out, doc)
+	if err := writeHTML(opts.HTML, report.KindCompare, doc); err != nil {
+		return err
 	}
-	return printComparison(opts, m, doc)
+	if opts.JSON {
+		err = writeJSON(opts.IO.Out, doc)
+	} else {
+		err = printComparison(opts, m, doc)
+	}
+	if err == nil {
+		noteHTML(opts.IO, opts.JSON, opts.HTML)
+	}
+	return err
 }
 
 func printComparison(opts *CompareOptions, m *llamacpp.Model, doc *CompareJSON) error {
@@ -198,12 +253,17 @@ func printComparison(opts *CompareOptions, m *llamacpp.Model, doc *CompareJSON) 
 		a, b := doc.Prompts[0].Tokens, doc.Prompts[1].Tokens
 		var rows [][]string
 		for i := 0; i < max(len(a), len(b)); i++ {
+			// an image span shows as one row, at its first position
+			inSpan := func(t []analysis.Token) bool { return i < len(t) && t[i].Image != nil && t[i].Image.Row > 0 }
+			if (inSpan(a) || i >= len(a)) && (inSpan(b) || i >= len(b)) {
+				continue
+			}
 			r := []string{fmt.Sprint(i), "", "", "", "", ""}
 			if i < len(a) {
-				r[1], r[2] = fmt.Sprint(a[i].ID), a[i].Piece
+				r[1], r[2] = fmt.Sprint(a[i].ID), tokenCell(a, i)
 			}
 			if i < len(b) {
-				r[3], r[4] = fmt.Sprint(b[i].ID), b[i].Piece
+				r[3], r[4] = fmt.Sprint(b[i].ID), tokenCell(b, i)
 			}
 			if i >= len(a) || i >= len(b) || a[i].ID != b[i].ID {
 				r[5] = "≠"

@@ -17,12 +17,14 @@ import (
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
+	"github.com/lldiff/lldiff/report"
 )
 
 // ContrastOptions are the options of `lldiff contrast`.
 type ContrastOptions struct {
 	IO      *IOStreams
 	Model   modelFlags
+	Vision  visionFlags
 	AFile   string
 	BFile   string
 	Pairs   string
@@ -41,11 +43,20 @@ type ContrastOptions struct {
 	JSON bool
 
 	SaveVectors string
+	HTML        string // --html: also write the report page there
 	Force       bool
 	ExportCvec  string
 	Method      string
 	CvecNorm    string
 	CvecOffset  int
+
+	// Shard holds --shard, --shards, --shard-out and --from-stats
+	// (cli/merge.go).
+	Shard shardFlags
+
+	// ModelB is --model-b: run every prompt through this second model
+	// file and compare the models (cli/contrast_modelb.go).
+	ModelB string
 }
 
 func newCmdContrast(io *IOStreams, runF func(*ContrastOptions) error) *cobra.Command {
@@ -87,14 +98,27 @@ vector from the resid_post directions (--method mean or pca): direction.N is
 the vector measured at resid_post.N, so llama.cpp adds it where it was
 measured. llama.cpp's cvector-generator writes the vector of layer N as
 direction.N+1; --cvec-layer-offset 1 follows its convention (see
-docs/contrast.md).`,
+docs/contrast.md).
+
+Sharded runs: --shard K/N --shard-out PART runs only shard K of N of the
+prompts (K from 0; under a Slurm job array or a Kubernetes Indexed Job
+K/N come from the scheduler) and writes its mergeable statistics to PART;
+lldiff merge -o MERGED PART... joins them, and --from-stats MERGED prints
+the report of the whole dataset without running the model (-m MODEL adds
+the logit lens). See docs/cluster.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := opts.Model.check(); err != nil {
-				return err
+			if opts.Shard.FromStats == "" || opts.Model.Model != "" {
+				if err := opts.Model.check(); err != nil {
+					return err
+				}
 			}
 			opts.Model.warnLimits(io)
+			if err := opts.Shard.check(opts); err != nil {
+				return err
+			}
 			switch {
+			case opts.Shard.FromStats != "":
 			case opts.Pairs != "" && (opts.AFile != "" || opts.BFile != ""):
 				return usageErr("give either --pairs FILE or --a FILE --b FILE, not both")
 			case opts.Pairs == "" && opts.AFile == "":
@@ -141,6 +165,7 @@ docs/contrast.md).`,
 		},
 	}
 	opts.Model.register(cmd, true)
+	opts.Vision.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&opts.AFile, "a", "", "prompts of set A, one per line (or .jsonl)")
 	f.StringVar(&opts.BFile, "b", "", "prompts of set B, one per line (or .jsonl)")
@@ -155,11 +180,14 @@ docs/contrast.md).`,
 	f.StringVar(&lensNorm, "lens-norm", "gamma", "logit lens of a direction v: gamma (W_U·γ⊙v, centred for a LayerNorm), norm (v through the model's final norm, RMSNorm or LayerNorm) or raw (W_U·v)")
 	f.BoolVar(&opts.JSON, "json", false, "print one JSON document (schema in docs/contrast.md)")
 	f.StringVar(&opts.SaveVectors, "save-vectors", "", "write each hook's mean difference and PC1 as .npy, with index.json, to DIR")
-	f.BoolVar(&opts.Force, "force", false, "write into a non-empty --save-vectors directory or replace the --export-cvec file")
+	f.BoolVar(&opts.Force, "force", false, "write into a non-empty --save-vectors directory or replace the --export-cvec or --html file")
+	addHTMLFlag(f, &opts.HTML, nil)
 	f.StringVar(&opts.ExportCvec, "export-cvec", "", "write a llama.cpp control vector (GGUF) from the resid_post directions")
 	f.StringVar(&opts.Method, "method", "mean", "control-vector direction: mean (mean difference) or pca (first principal component)")
 	f.StringVar(&opts.CvecNorm, "cvec-norm", "unit", "control-vector scale: unit (norm 1 per layer) or raw (the mean difference as measured)")
 	f.IntVar(&opts.CvecOffset, "cvec-layer-offset", 0, "write the vector of resid_post.N as direction.N+OFFSET (1: cvector-generator's convention)")
+	registerShardFlags(cmd, &opts.Shard)
+	f.StringVar(&opts.ModelB, "model-b", "", "compare two models over the prompts of --a/--b or --pairs: a second GGUF file with the same tokenizer (docs/geometry.md)")
 	return cmd
 }
 
@@ -190,7 +218,19 @@ func readContrastDataset(opts *ContrastOptions) (*contrast.Dataset, [2]string, e
 }
 
 func contrastRun(opts *ContrastOptions) error {
-	if opts.ExportCvec != "" && !strings.Contains(","+strings.ReplaceAll(opts.Kinds, " ", "")+",", ",resid_post,") {
+	switch {
+	case opts.HTML != "" && opts.ModelB != "":
+		return usageErr("--html has no view of a --model-b contrast yet: leave out --html (--json has the whole result)")
+	case opts.HTML != "" && opts.Shard.Out != "":
+		return usageErr("--html draws the whole contrast: pass it to the run that merges the shards (--from-stats), not to a --shard-out run")
+	}
+	if opts.ModelB != "" {
+		return contrastModelsRun(opts)
+	}
+	if opts.Shard.Out != "" {
+		return contrastShardRun(opts)
+	}
+	if opts.ExportCvec != "" && opts.Shard.FromStats == "" && !strings.Contains(","+strings.ReplaceAll(opts.Kinds, " ", "")+",", ",resid_post,") {
 		return usageErr("--export-cvec needs resid_post among --kinds: llama.cpp adds control vectors to the residual stream after each layer")
 	}
 	// output paths first: a mistake there must not cost the whole run;
@@ -212,34 +252,61 @@ func contrastRun(opts *ContrastOptions) error {
 			return err
 		}
 	}
-	m, err := opts.Model.load(false)
-	if err != nil {
+	if opts.HTML != "" && opts.HTML == opts.ExportCvec {
+		return usageErr("--html and --export-cvec are both %s: give them different files", opts.HTML)
+	}
+	if err := checkHTMLFlag(opts.HTML, opts.Force); err != nil {
 		return err
 	}
-	defer m.Close()
-	kinds, err := parseKinds(opts.Kinds, m)
-	if err != nil {
-		return err
-	}
-	ds, source, err := readContrastDataset(opts)
-	if err != nil {
-		return err
-	}
-	res, err := analysis.Contrast(opts.Model.engine(m), analysis.ContrastOptions{
-		Model: opts.Model.Model, Dataset: ds, Sources: source, Positions: opts.Positions, Spec: opts.Pos,
-		Tokenize: opts.Model.tokenizeOptions(), Kinds: kinds, Parallel: opts.Parallel, NCtx: opts.Model.NCtx,
-		LensK: opts.LensK, Lens: opts.Lens, Progress: newProgress(opts.IO, "decoding %d/%d prompts", false),
-	})
-	if err != nil {
-		return flagAdvice(err)
+	var res *ContrastJSON
+	var nLayer int
+	var err error
+	if opts.Shard.FromStats != "" {
+		r, n, release, err := contrastFromStats(opts)
+		if err != nil {
+			return err
+		}
+		defer release()
+		res, nLayer = r, n
+		if opts.ExportCvec != "" && res.Stats[models.Hook{Kind: models.ResidPost, Layer: 0}] == nil {
+			return usageErr("--export-cvec needs resid_post among the kinds of %s: llama.cpp adds control vectors to the residual stream after each layer", opts.Shard.FromStats)
+		}
+	} else {
+		m, err := opts.Model.load(false)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		closeVision, err := opts.Vision.attach(m, opts.Model.Threads)
+		if err != nil {
+			return err
+		}
+		defer closeVision()
+		kinds, err := parseKinds(opts.Kinds, m)
+		if err != nil {
+			return err
+		}
+		ds, source, err := readContrastDataset(opts)
+		if err != nil {
+			return err
+		}
+		res, err = analysis.Contrast(opts.Model.engine(m), analysis.ContrastOptions{
+			Model: opts.Model.Model, Dataset: ds, Sources: source, Positions: opts.Positions, Spec: opts.Pos,
+			Tokenize: opts.Model.tokenizeOptions(), Kinds: kinds, Parallel: opts.Parallel, NCtx: opts.Model.NCtx,
+			LensK: opts.LensK, Lens: opts.Lens, Progress: newProgress(opts.IO, "decoding %d/%d prompts", false),
+		})
+		if err != nil {
+			return flagAdvice(err)
+		}
+		nLayer = m.NLayer()
 	}
 	// the control vector is made before anything is written: a refusal
 	// leaves the outputs as they were
 	var cv *contrast.ControlVector
 	if opts.ExportCvec != "" {
 		var ex *analysis.ContrastExport
-		cv, ex, err = analysis.ControlVector(res, m.NLayer(), analysis.CvecOptions{
-			Method: opts.Method, Norm: opts.CvecNorm, Offset: opts.CvecOffset, ModelFile: filepath.Base(opts.Model.Model),
+		cv, ex, err = analysis.ControlVector(res, nLayer, analysis.CvecOptions{
+			Method: opts.Method, Norm: opts.CvecNorm, Offset: opts.CvecOffset, ModelFile: filepath.Base(res.Model),
 		})
 		if err != nil {
 			return flagAdvice(err)
@@ -248,7 +315,7 @@ func contrastRun(opts *ContrastOptions) error {
 		res.Cvec = ex
 	}
 	if outDir != nil {
-		idx, err := saveVectors(opts, m, res, outDir)
+		idx, err := saveVectors(opts, res, outDir)
 		if err != nil {
 			return err
 		}
@@ -269,10 +336,18 @@ func contrastRun(opts *ContrastOptions) error {
 			return err
 		}
 	}
-	if opts.JSON {
-		return writeJSON(opts.IO.Out, res)
+	if err := writeHTML(opts.HTML, report.KindContrast, res); err != nil {
+		return err
 	}
-	return printContrast(opts, m, res)
+	if opts.JSON {
+		err = writeJSON(opts.IO.Out, res)
+	} else {
+		err = printContrast(opts, nLayer, res)
+	}
+	if err == nil {
+		noteHTML(opts.IO, opts.JSON, opts.HTML)
+	}
+	return err
 }
 
 // parseKinds parses --kinds: per-layer kinds without a layer.
@@ -306,9 +381,9 @@ func parseKinds(spec string, m *llamacpp.Model) ([]models.Kind, error) {
 // saveVectors writes each hook's mean difference and PC1 as .npy, with an
 // index.json that records each file's size, into the staging directory of
 // out.
-func saveVectors(opts *ContrastOptions, m *llamacpp.Model, res *ContrastJSON, out *outfile.Dir) (*analysis.VectorIndex, error) {
+func saveVectors(opts *ContrastOptions, res *ContrastJSON, out *outfile.Dir) (*analysis.VectorIndex, error) {
 	idx := &analysis.VectorIndex{
-		Model: opts.Model.Model, Arch: m.Arch(), A: res.A.Source, B: res.B.Source,
+		Model: res.Model, Arch: res.Arch, A: res.A.Source, B: res.B.Source,
 		Paired: res.Paired, Positions: res.Positions,
 	}
 	for _, h := range res.Hooks {
@@ -336,7 +411,7 @@ func saveVectors(opts *ContrastOptions, m *llamacpp.Model, res *ContrastJSON, ou
 	return idx, nil
 }
 
-func printContrast(opts *ContrastOptions, m *llamacpp.Model, doc *ContrastJSON) error {
+func printContrast(opts *ContrastOptions, nLayer int, doc *ContrastJSON) error {
 	out := opts.IO.Out
 	if doc.Summary != nil && doc.Summary.Text != "" {
 		fmt.Fprintln(out, "\n== summary ==")
@@ -403,7 +478,7 @@ func printContrast(opts *ContrastOptions, m *llamacpp.Model, doc *ContrastJSON) 
 		for i := range doc.Components {
 			byHook[doc.Components[i].Hook] = &doc.Components[i]
 		}
-		for l := range m.NLayer() {
+		for l := range nLayer {
 			c := byHook[models.Hook{Kind: models.ResidPost, Layer: l}.Name()]
 			if c == nil || c.Lens == nil {
 				continue
@@ -429,7 +504,7 @@ func printContrast(opts *ContrastOptions, m *llamacpp.Model, doc *ContrastJSON) 
 		for _, s := range ex.Skipped {
 			fmt.Fprintln(out, "  skipped", s)
 		}
-		fmt.Fprintf(out, "steer with: lldiff steer -m %s --cvec %s --scale 4 \"PROMPT\"  (llama.cpp: --control-vector-scaled %s 4)\n", opts.Model.Model, ex.File, ex.File)
+		fmt.Fprintf(out, "steer with: lldiff steer -m %s --cvec %s --scale 4 \"PROMPT\"  (llama.cpp: --control-vector-scaled %s 4)\n", doc.Model, ex.File, ex.File)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,15 +86,20 @@ func BenchmarkContrast(b *testing.B) {
 	defer batched.Close()
 	defer serial.Close()
 	defer bare.Close()
+	var cStats time.Duration // CPU time of the statistics (batched runs)
 	runContrast := func(ctx *llamacpp.Context, parallel int) {
 		sa, sb, _, err := analysis.CollectRows(ctx, cd, hooks, parallel, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
+		c0 := cpuTime()
 		for _, h := range hooks {
 			if _, err := contrast.Compute(sa[h], sb[h], true); err != nil {
 				b.Fatal(err)
 			}
+		}
+		if parallel > 1 {
+			cStats += cpuTime() - c0
 		}
 	}
 	runBare := func() {
@@ -107,18 +113,21 @@ func BenchmarkContrast(b *testing.B) {
 	runBare()
 	runContrast(batched, 8)
 	runContrast(serial, 1)
-	var tB, tS, tBare time.Duration
+	var tB, tS, tBare, cB, cBare time.Duration
+	cStats = 0
 	b.ResetTimer()
 	for range b.N {
-		t0 := time.Now()
+		c0, t0 := cpuTime(), time.Now()
 		runBare()
-		t1 := time.Now()
+		c1, t1 := cpuTime(), time.Now()
 		runContrast(batched, 8)
-		t2 := time.Now()
+		c2, t2 := cpuTime(), time.Now()
 		runContrast(serial, 1)
 		tBare += t1.Sub(t0)
 		tB += t2.Sub(t1)
 		tS += time.Since(t2)
+		cBare += c1 - c0
+		cB += c2 - c1
 	}
 	n := float64(len(seqs) * b.N)
 	b.ReportMetric(n/tB.Seconds(), "batched-prompts/s")
@@ -126,6 +135,20 @@ func BenchmarkContrast(b *testing.B) {
 	b.ReportMetric(n/tBare.Seconds(), "llamacpp-prompts/s")
 	b.ReportMetric(tS.Seconds()/tB.Seconds(), "batch-speedup")
 	b.ReportMetric(tB.Seconds()/tBare.Seconds(), "contrast/llamacpp-ratio")
+	// CPU time, for LLDIFF_BENCH_THREADS=1 on a loaded machine (one
+	// thread's work; spinning workers would count with more threads), and
+	// the share of the batched contrast's CPU time in the statistics
+	b.ReportMetric(cB.Seconds()/cBare.Seconds(), "contrast/llamacpp-cpu")
+	b.ReportMetric(cStats.Seconds()/cB.Seconds(), "stats-share")
+}
+
+// cpuTime returns the CPU time (user + system) the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchThreads is the thread count of BenchmarkContrast: $LLDIFF_BENCH_THREADS, default

@@ -161,7 +161,17 @@ func TestOutputFailedWriteKeepsDirectory(t *testing.T) {
 				os.WriteFile(path, []byte("\x93NUMPY half"), 0o644)
 				return &os.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}
 			}
-			defer func() { writeNpy = npy.WriteFile }()
+			// capture streams its rows (writeNpyRows): the disk fills at
+			// its second write there
+			rowWrites := 0
+			writeNpyRows = func(w *npy.Writer, rows []float32) error {
+				rowWrites++
+				if rowWrites < 2 {
+					return w.Write(rows)
+				}
+				return &os.PathError{Op: "write", Path: "x.npy", Err: syscall.ENOSPC}
+			}
+			defer func() { writeNpy, writeNpyRows = npy.WriteFile, streamNpyRows }()
 			_, _, err := run(t, false, append(tc.args(dir, true), "--force")...)
 			if err == nil || !strings.Contains(err.Error(), "no space left") || !strings.Contains(err.Error(), "nothing was changed") {
 				t.Fatalf("failed write: err = %v, want the disk error and that nothing changed", err)
@@ -173,7 +183,7 @@ func TestOutputFailedWriteKeepsDirectory(t *testing.T) {
 				t.Errorf("the failed run left %v beside the output", got)
 			}
 
-			writeNpy = npy.WriteFile
+			writeNpy, writeNpyRows = npy.WriteFile, streamNpyRows
 			if _, _, err := run(t, false, append(tc.args(dir, true), "--force")...); err != nil {
 				t.Fatal(err)
 			}

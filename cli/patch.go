@@ -12,12 +12,14 @@ import (
 	"github.com/lldiff/lldiff/diff"
 	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/models"
+	"github.com/lldiff/lldiff/report"
 )
 
 // PatchOptions are the options of `lldiff patch`.
 type PatchOptions struct {
 	IO          *IOStreams
 	Model       modelFlags
+	Vision      visionFlags
 	Clean       string
 	Corrupt     string
 	CleanFile   string
@@ -34,6 +36,7 @@ type PatchOptions struct {
 	Prob        bool
 	JSON        bool
 	Plot        string
+	HTML        string
 	Force       bool
 	Parallel    int
 	Exact       bool
@@ -105,6 +108,7 @@ variant alone from position 0 (bit-identical to a plain run, slower).`,
 		},
 	}
 	opts.Model.register(cmd, true)
+	opts.Vision.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&opts.Clean, "clean", "", "the clean prompt, whose activations are patched in")
 	f.StringVar(&opts.Corrupt, "corrupt", "", "the corrupt prompt, which is re-run with each patch")
@@ -120,7 +124,8 @@ variant alone from position 0 (bit-identical to a plain run, slower).`,
 	f.BoolVar(&opts.Prob, "prob", false, "also print the answer probability of every patched run")
 	f.BoolVar(&opts.JSON, "json", false, "print one JSON document (schema in docs/patch.md)")
 	f.StringVar(&opts.Plot, "plot", "", "write a heatmap to FILE.png or FILE.svg")
-	f.BoolVar(&opts.Force, "force", false, "replace an existing --plot file")
+	f.BoolVar(&opts.Force, "force", false, "replace an existing --plot or --html file")
+	addHTMLFlag(f, &opts.HTML, nil)
 	f.IntVar(&opts.Parallel, "parallel", 0, "patched runs decoded together as separate sequences (default 16, fewer when memory is short)")
 	f.IntVar(&opts.Parallel, "np", 0, "same as --parallel")
 	f.BoolVar(&opts.Exact, "exact", false, "decode every patched run alone from position 0: bit-identical to a plain run, slower")
@@ -221,11 +226,22 @@ func patchRun(opts *PatchOptions) error {
 			return err
 		}
 	}
+	if opts.HTML != "" && opts.HTML == opts.Plot {
+		return usageErr("--html and --plot are both %s: give them different files", opts.HTML)
+	}
+	if err := checkHTMLFlag(opts.HTML, opts.Force); err != nil {
+		return err
+	}
 	m, err := opts.Model.load(false)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	closeVision, err := opts.Vision.attach(m, opts.Model.Threads)
+	if err != nil {
+		return err
+	}
+	defer closeVision()
 	for _, k := range opts.Kinds {
 		if err := m.Hooks.Check(k); err != nil {
 			return &UsageError{Err: err}
@@ -259,8 +275,15 @@ func patchRun(opts *PatchOptions) error {
 			return fmt.Errorf("writing the plot: %w", err)
 		}
 	}
+	if err := writeHTML(opts.HTML, report.KindPatch, doc); err != nil {
+		return err
+	}
 	if opts.JSON {
-		return writeJSON(opts.IO.Out, doc)
+		if err := writeJSON(opts.IO.Out, doc); err != nil {
+			return err
+		}
+		noteHTML(opts.IO, true, opts.HTML)
+		return nil
 	}
 	if err := printPatch(opts, doc); err != nil {
 		return err
@@ -268,6 +291,7 @@ func patchRun(opts *PatchOptions) error {
 	if opts.Plot != "" {
 		fmt.Fprintf(opts.IO.Out, "wrote %s\n", opts.Plot)
 	}
+	noteHTML(opts.IO, false, opts.HTML)
 	return nil
 }
 

@@ -23,6 +23,9 @@ type SteerOptions struct {
 	Prompt     string
 	PromptFile string
 	Cvec       string
+	// Direction is --direction "A|B": steer along A − B (resid_post of
+	// each layer at the prompts' last tokens) instead of a --cvec file.
+	Direction string
 	// Scales are the parsed --scale; Layers the parsed --layer-range.
 	Scales    []float64
 	Layers    diff.Layers
@@ -37,7 +40,7 @@ func newCmdSteer(io *IOStreams, runF func(*SteerOptions) error) *cobra.Command {
 	opts := &SteerOptions{IO: io}
 	var scale, layerRange string
 	cmd := &cobra.Command{
-		Use:   "steer -m MODEL --cvec FILE [--scale S | --scale FROM:TO:STEP] \"PROMPT\"",
+		Use:   "steer -m MODEL (--cvec FILE | --direction \"A|B\") [--scale S | --scale FROM:TO:STEP] \"PROMPT\"",
 		Short: "Generate with and without a control vector and show how the next-token distribution shifts",
 		Long: `Load a llama.cpp control vector (from lldiff contrast --export-cvec, llama.cpp's
 cvector-generator, or any other tool) and apply it as llama.cpp does:
@@ -52,6 +55,13 @@ Scales: one value (4), a sweep FROM:TO:STEP (-4:4:1, both ends included:
 negative scales steer toward B, scales beyond the measured ±1 extrapolate),
 or a list (0,2,8).
 
+--direction "A|B" steers along the difference of two concepts instead of a
+file: resid_post(A) − resid_post(B) at each prompt's last token, at every
+layer. With one layer (--layer-range 4:4) scale 1 moves B's residual there
+onto A's: a sweep such as --scale 0:1.5:0.25 walks from B to A
+(interpolation) and past it (extrapolation), printing each greedy
+continuation.
+
 --layer-range FROM:TO applies only directions FROM..TO (inclusive), as
 llama.cpp's --control-vector-layer-range does; negative layers count from
 the last (-3:-1).`,
@@ -64,8 +74,11 @@ the last (-3:-1).`,
 				return err
 			}
 			opts.Model.warnLimits(io)
-			if opts.Cvec == "" {
-				return usageErr("no control vector: pass --cvec FILE.gguf")
+			if opts.Cvec == "" && opts.Direction == "" {
+				return usageErr("no control vector: pass --cvec FILE.gguf or --direction \"A|B\"")
+			}
+			if opts.Cvec != "" && opts.Direction != "" {
+				return usageErr("--cvec and --direction both give the vector: choose one")
 			}
 			if err := needPrompt(args, opts.PromptFile); err != nil {
 				return err
@@ -89,6 +102,7 @@ the last (-3:-1).`,
 	opts.Model.register(cmd, true)
 	f := cmd.Flags()
 	f.StringVar(&opts.Cvec, "cvec", "", "control vector GGUF file (general.architecture = controlvector)")
+	f.StringVar(&opts.Direction, "direction", "", "steer along concept A − B: \"A|B\", measured at resid_post of every layer (with --layer-range L:L and --scale 0:1.5:0.25, walk from B toward A and beyond)")
 	f.StringVar(&scale, "scale", "1", "scale: S, a sweep FROM:TO:STEP, or a list S1,S2,...")
 	f.IntVarP(&opts.N, "n-predict", "n", 32, "tokens to generate (greedy)")
 	f.StringVar(&layerRange, "layer-range", "", "apply only directions FROM:TO (inclusive), like llama.cpp's --control-vector-layer-range")
@@ -164,18 +178,34 @@ func steerRun(opts *SteerOptions) error {
 	if err != nil {
 		return err
 	}
-	cv, err := contrast.ReadControlVector(opts.Cvec)
-	if err != nil {
-		return err
+	var cv *contrast.ControlVector
+	file := opts.Cvec
+	if opts.Cvec != "" {
+		if cv, err = contrast.ReadControlVector(opts.Cvec); err != nil {
+			return err
+		}
 	}
 	m, err := opts.Model.load(false)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	if opts.Direction != "" {
+		a, b, ok, err := analysis.SplitPair(opts.Direction)
+		if err != nil {
+			return flagAdvice(err)
+		}
+		if !ok || strings.TrimSpace(a) == "" || strings.TrimSpace(b) == "" {
+			return usageErr("--direction %q: give two concepts as \"A|B\", such as \"happy|sad\"", opts.Direction)
+		}
+		if cv, err = analysis.ConceptDirection(opts.Model.engine(m), a, b, opts.Model.tokenizeOptions()); err != nil {
+			return flagAdvice(err)
+		}
+		file = "direction " + opts.Direction
+	}
 	doc, err := analysis.Steer(opts.Model.engine(m), analysis.SteerOptions{
 		Model: opts.Model.Model, Prompt: prompt, Tokenize: opts.Model.tokenizeOptions(),
-		Vector: cv, VectorFile: opts.Cvec, Scales: opts.Scales, Layers: opts.Layers,
+		Vector: cv, VectorFile: file, Scales: opts.Scales, Layers: opts.Layers,
 		N: opts.N, TopK: opts.TopK, Answers: opts.Answers, IgnoreEOS: opts.IgnoreEOS,
 	})
 	if err != nil {

@@ -25,6 +25,7 @@ type SynthOptions struct {
 	DModel  int
 	Heads   int
 	KVHeads int
+	HeadDim int
 	DFF     int
 	Ctx     int
 	Seed    uint64
@@ -32,6 +33,9 @@ type SynthOptions struct {
 	Tied    bool
 	Pure    bool
 	Force   bool
+	// MMProjOut is where --preset smolvlm-tiny writes its projector
+	// (synth_vision.go).
+	MMProjOut string
 }
 
 func newCmdSynth(io *IOStreams, runF func(*SynthOptions) error) *cobra.Command {
@@ -45,8 +49,11 @@ and quant type without downloads.
 
 Presets: tiny, small, bench-cpu, llama2-7b (llama); gpt2-small (gpt2, the
 GPT-2 vocabulary); pythia-70m, pythia-160m (gptneox, the GPT-NeoX
-vocabulary); qwen2-tiny, qwen2-0.5b (qwen2, with the GPT-2 vocabulary
-standing in for Qwen2's). Shape flags override the preset.
+vocabulary); qwen2-tiny, qwen2-0.5b (qwen2) and qwen3-tiny, qwen3-0.6b-shape
+(qwen3), with the GPT-2 vocabulary standing in for Qwen's; phi3-tiny,
+phi3-mini-shape (phi3), gemma2-tiny, gemma2-2b-shape (gemma2) and gemma3-tiny,
+gemma3-1b-shape (gemma3), with Llama 2's vocabulary standing in for theirs.
+Shape flags override the preset.
 Types F32, F16, Q8_0 and Q4_0 are written directly; Q4_K (=Q4_K_S), Q4_K_M
 and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 		Args: cobra.NoArgs,
@@ -55,7 +62,7 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 				return usageErr("no output file: pass -o FILE.gguf")
 			}
 			// a shape flag given as 0 would silently keep the preset's value
-			for _, name := range []string{"layers", "d-model", "heads", "kv-heads", "d-ff", "ctx"} {
+			for _, name := range []string{"layers", "d-model", "heads", "kv-heads", "head-dim", "d-ff", "ctx"} {
 				if v, _ := cmd.Flags().GetInt(name); cmd.Flags().Changed(name) && v <= 0 {
 					return usageErr("--%s %d: give a positive number, or leave --%s out to keep the preset's", name, v, name)
 				}
@@ -71,13 +78,14 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.Out, "output", "o", "", "output GGUF file")
-	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: tiny, small, bench-cpu, llama2-7b, gpt2-small, pythia-70m, pythia-160m, qwen2-tiny, qwen2-0.5b")
+	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: "+strings.Join(models.SynthPresets(), ", "))
 	f.StringVar(&opts.Type, "type", "", "weight type: F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K (default: the preset's)")
-	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the architecture's real vocabulary, built into lldiff: Llama-2 SentencePiece, GPT-2 or GPT-NeoX BPE; GPT-2's for qwen2)")
+	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the architecture's real vocabulary, built into lldiff: Llama-2 SentencePiece, GPT-2 or GPT-NeoX BPE; GPT-2's for qwen2 and qwen3, Llama 2's for phi3, gemma2 and gemma3)")
 	f.IntVar(&opts.Layers, "layers", 0, "layers")
 	f.IntVar(&opts.DModel, "d-model", 0, "d_model")
 	f.IntVar(&opts.Heads, "heads", 0, "attention heads")
 	f.IntVar(&opts.KVHeads, "kv-heads", 0, "KV heads (grouped-query attention)")
+	f.IntVar(&opts.HeadDim, "head-dim", 0, "width of one attention head, when the heads need not span d_model (qwen3, gemma2, gemma3; default: the preset's, or d_model/heads)")
 	f.IntVar(&opts.DFF, "d-ff", 0, "MLP width")
 	f.IntVar(&opts.Ctx, "ctx", 0, "trained context length")
 	f.Uint64Var(&opts.Seed, "seed", 1, "random seed")
@@ -85,10 +93,14 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	f.BoolVar(&opts.Tied, "tied", false, "no output.weight: token_embd is also the unembedding (overrides the preset)")
 	f.BoolVar(&opts.Pure, "pure", false, "with K-quant types: quantize every matrix to the type (no llama.cpp mixture)")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing output file")
+	f.StringVar(&opts.MMProjOut, "mmproj-out", "", "with --preset smolvlm-tiny: where to write the vision projector (mmproj) of the pair")
 	return cmd
 }
 
 func synthRun(opts *SynthOptions) error {
+	if opts.Preset == models.SmolVLMTinyPreset || opts.MMProjOut != "" {
+		return synthVisionRun(opts) // synth_vision.go
+	}
 	spec, err := models.SynthPreset(opts.Preset)
 	if err != nil {
 		return &UsageError{Err: err}
@@ -96,7 +108,7 @@ func synthRun(opts *SynthOptions) error {
 	for _, o := range []struct {
 		v   int
 		dst *int
-	}{{opts.Layers, &spec.NLayer}, {opts.DModel, &spec.DModel}, {opts.Heads, &spec.NHead}, {opts.KVHeads, &spec.NHeadKV}, {opts.DFF, &spec.DFF}, {opts.Ctx, &spec.NCtx}} {
+	}{{opts.Layers, &spec.NLayer}, {opts.DModel, &spec.DModel}, {opts.Heads, &spec.NHead}, {opts.KVHeads, &spec.NHeadKV}, {opts.HeadDim, &spec.HeadDim}, {opts.DFF, &spec.DFF}, {opts.Ctx, &spec.NCtx}} {
 		if o.v < 0 {
 			return usageErr("shape flags take positive numbers")
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/models"
+	"github.com/lldiff/lldiff/report"
 )
 
 // VecOptions are the options of `lldiff vec`, parsed and checked.
@@ -22,6 +23,9 @@ type VecOptions struct {
 	Method     string
 	CvecOffset int
 	JSON       bool
+	// HTML is --html: also write the report page there; Force replaces it.
+	HTML  string
+	Force bool
 }
 
 func newCmdVec(io *IOStreams, runF func(*VecOptions) error) *cobra.Command {
@@ -77,6 +81,7 @@ Hooks present in every source are compared; --hooks narrows them.`,
 	f.StringVar(&opts.Method, "method", "mean", "which vector of a --save-vectors directory: mean or pca")
 	f.IntVar(&opts.CvecOffset, "cvec-layer-offset", -1, "layer offset of control vectors that do not record theirs (0: lldiff, 1: cvector-generator)")
 	f.BoolVar(&opts.JSON, "json", false, "print JSON")
+	addHTMLFlag(f, &opts.HTML, &opts.Force)
 	return cmd
 }
 
@@ -84,6 +89,9 @@ Hooks present in every source are compared; --hooks narrows them.`,
 type VecJSON = analysis.VecResult
 
 func vecRun(opts *VecOptions) error {
+	if err := checkHTMLFlag(opts.HTML, opts.Force); err != nil {
+		return err
+	}
 	var sources []*analysis.VecSource
 	var pair *analysis.VecSource
 	for _, arg := range opts.Sources {
@@ -113,10 +121,18 @@ func vecRun(opts *VecOptions) error {
 	if err != nil {
 		return flagAdvice(err)
 	}
-	if opts.JSON {
-		return writeJSON(opts.IO.Out, doc)
+	if err := writeHTML(opts.HTML, report.KindVec, doc); err != nil {
+		return err
 	}
-	return printVec(opts.IO, doc)
+	if opts.JSON {
+		err = writeJSON(opts.IO.Out, doc)
+	} else {
+		err = printVec(opts.IO, doc)
+	}
+	if err == nil {
+		noteHTML(opts.IO, opts.JSON, opts.HTML)
+	}
+	return err
 }
 
 func printVec(io *IOStreams, doc *VecJSON) error {

@@ -1,7 +1,8 @@
 // Package lens is the logit lens: it reads residual-stream vectors as the
 // model's final layers would, by applying the final norm (RMSNorm for
-// llama and qwen2, LayerNorm with a bias for gpt2 and gptneox) and the
-// unembedding matrix, and ranks the resulting logits.
+// llama, qwen2, qwen3, phi3 and gemma2, LayerNorm with a bias for gpt2 and
+// gptneox), the unembedding matrix and, where the model has one (gemma2),
+// its final logit soft-capping, and ranks the resulting logits.
 //
 // The fast unembedding runs in ggml (llamacpp.Unembedder); this package is
 // pure Go and holds what does not need ggml: the modes, top-k, softmax and

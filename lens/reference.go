@@ -40,6 +40,9 @@ type Reference struct {
 	// Bias, when not nil, is added to the logits in Norm mode (NVocab
 	// values).
 	Bias []float32
+	// Softcap, when positive, soft-caps the logits in Norm mode as the
+	// model does (models.Softcap).
+	Softcap float64
 }
 
 // NewReference reads the final norm and unembedding of the model in f,
@@ -57,7 +60,7 @@ func NewReference(f *models.File) (*Reference, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reference{Gamma: gamma, W: u, D: w.D, NVocab: w.NVocab, Eps: w.Eps, LayerNorm: w.LayerNorm}
+	r := &Reference{Gamma: gamma, W: u, D: w.D, NVocab: w.NVocab, Eps: w.Eps, LayerNorm: w.LayerNorm, Softcap: w.FinalSoftcap}
 	if w.NormBias != "" {
 		if r.Beta, err = f.ReadTensorFloat32(w.NormBias); err != nil {
 			return nil, err
@@ -124,6 +127,9 @@ func (r *Reference) Unembed(dst, x []float32, n int, mode Mode) []float32 {
 				s += float64(r.Bias[v])
 			}
 			out[v] = float32(s)
+		}
+		if mode == Norm && r.Softcap > 0 {
+			models.Softcap(out, r.Softcap)
 		}
 	}
 	return dst

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,4 +75,22 @@ func BenchmarkDecodeTypes(b *testing.B) {
 			b.ReportMetric(20/sec, "tok/s")
 		})
 	}
+}
+
+// benchThreadsEnv is the thread count of the benchmarks that read
+// $LLDIFF_BENCH_THREADS (0, the default: physical cores). With 1, the CPU
+// time a benchmark reports is one thread's work, which other processes on
+// a loaded machine change far less than they change wall time.
+func benchThreadsEnv() int {
+	n, _ := strconv.Atoi(os.Getenv("LLDIFF_BENCH_THREADS"))
+	return max(n, 0)
+}
+
+// cpuTime returns the CPU time (user + system) the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

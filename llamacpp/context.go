@@ -8,6 +8,7 @@ package llamacpp
 import "C"
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -45,6 +46,10 @@ type ContextParams struct {
 	// NoCallback creates the context without the eval callback: it cannot
 	// capture or patch (the baseline of benchmarks).
 	NoCallback bool
+	// Cancel, when set, stops decoding once it is done: a llama_decode
+	// under way stops at its next graph node and no other starts; the
+	// call returns an error wrapping context.Cause(Cancel) (cancel.go).
+	Cancel context.Context
 }
 
 func (p *ContextParams) defaults() error {
@@ -105,6 +110,11 @@ type Context struct {
 	// and joins a pool of threads for every graph it computes, and a
 	// capture cuts the graph at every recorded node: one pool per cut.
 	tp C.ggml_threadpool_t
+	// abort is the C flag llama.cpp's abort callback reads, raised when
+	// p.Cancel is done; stopWatch stops watching p.Cancel (cancel.go).
+	abort     *C.int
+	abortMu   sync.Mutex
+	stopWatch func() bool
 }
 
 // NewContext creates a context for m.
@@ -141,7 +151,9 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	if tp != nil {
 		C.llama_attach_threadpool(c, tp, tp)
 	}
-	return &Context{c: c, m: m, rec: rec, p: p, tp: tp}, nil
+	ctx := &Context{c: c, m: m, rec: rec, p: p, tp: tp}
+	ctx.watchCancel()
+	return ctx, nil
 }
 
 // initContext creates the llama.cpp context for p with rec behind its eval
@@ -190,6 +202,7 @@ func (c *Context) rebuild() error {
 	if c.tp != nil {
 		C.llama_attach_threadpool(c.c, c.tp, c.tp)
 	}
+	c.setAbortCallback()
 	c.decodes = 0
 	return nil
 }
@@ -219,6 +232,7 @@ func (c *Context) Close() error {
 			c.tp = nil
 		}
 		c.rec.Close()
+		c.unwatchCancel()
 	}
 	return nil
 }
@@ -278,7 +292,13 @@ func (c *Context) checkSeqs(seqs [][]int32) error {
 		if len(s) > c.p.NCtx {
 			return fmt.Errorf("sequence %d has %d tokens but the context holds %d: pass a larger context (-c %d)", i, len(s), c.p.NCtx, roundUp(len(s), 256))
 		}
+		if err := c.m.checkImageIDs(i, s); err != nil { // mtmd.go
+			return err
+		}
 		for _, t := range s {
+			if t < 0 && visionOf(c.m) != nil {
+				continue // an image position, checked above
+			}
 			if t < 0 || int(t) >= nVocab {
 				return fmt.Errorf("sequence %d has token id %d outside the vocabulary (0..%d)", i, t, nVocab-1)
 			}
@@ -522,6 +542,9 @@ func (b *tokBatch) add(s []int32, from, seq int, allLogits bool, patches []resol
 // the index in toks and the logits of every token that asked for them. The
 // logits slice is llama.cpp's and valid only during the call.
 func (c *Context) decode(toks []batchTok, out func(i int, logits []float32)) error {
+	if hasImages(toks) {
+		return c.decodeImages(toks, out) // mtmd.go
+	}
 	nVocab := c.m.nVocab
 	batch := C.llama_batch_init(C.int32_t(min(c.p.NBatch, len(toks))), 0, 1)
 	defer C.llama_batch_free(batch)
@@ -545,8 +568,14 @@ func (c *Context) decode(toks []batchTok, out func(i int, logits []float32)) err
 			}
 		}
 		batch.n_tokens = C.int32_t(n)
+		if err := c.cancelled(); err != nil {
+			return err
+		}
 		ret := C.llama_decode(c.c, batch)
 		c.decodes++
+		if err := c.cancelled(); ret == 2 && err != nil {
+			return err
+		}
 		if err := c.rec.Err(); err != nil {
 			return err
 		}

@@ -283,12 +283,29 @@ int lldiff_lens_unembed(lldiff_lens *l, const float *x, int64_t n, int mode, flo
             snprintf(err, errlen, "ggml could not build the lens graph");
             return -1;
         }
+        // On the CPU the graph reads the caller's rows and writes the
+        // caller's logits where they are (tensors whose data is set are
+        // left alone by the allocator, and never computed in place): no
+        // copy in, no copy of m × n_vocab floats out. ggml's CPU tensors
+        // start at multiples of LENS_ALIGN; other addresses are copied.
+        const float *xin = x + r0 * l->d;
+        float *dst = out + r0 * l->n_vocab;
+        int direct_in = l->is_cpu && (uintptr_t) xin % LENS_ALIGN == 0;
+        int direct_out = l->is_cpu && (uintptr_t) dst % LENS_ALIGN == 0;
+        if (direct_in) {
+            tx->data = (void *) xin;
+        }
+        if (direct_out) {
+            tout->data = dst;
+        }
         if (!ggml_gallocr_alloc_graph(l->galloc, gf)) {
             ggml_free(ctx);
             snprintf(err, errlen, "ggml could not allocate the lens graph on %s", ggml_backend_name(l->backend));
             return -1;
         }
-        ggml_backend_tensor_set(tx, x + r0 * l->d, 0, ggml_nbytes(tx));
+        if (!direct_in) {
+            ggml_backend_tensor_set(tx, xin, 0, ggml_nbytes(tx));
+        }
         enum ggml_status st = ggml_backend_graph_compute(l->backend, gf);
         if (st != GGML_STATUS_SUCCESS) {
             ggml_free(ctx);
@@ -296,7 +313,9 @@ int lldiff_lens_unembed(lldiff_lens *l, const float *x, int64_t n, int mode, flo
                      ggml_status_to_string(st));
             return -1;
         }
-        ggml_backend_tensor_get(tout, out + r0 * l->n_vocab, 0, ggml_nbytes(tout));
+        if (!direct_out) {
+            ggml_backend_tensor_get(tout, dst, 0, ggml_nbytes(tout));
+        }
         ggml_free(ctx);
     }
     return 0;

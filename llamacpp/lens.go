@@ -236,6 +236,10 @@ func (u *Unembedder) Unembed(dst, x []float32, n int, mode LensMode) ([]float32,
 		(*C.float)(unsafe.Pointer(&dst[0])), &errBuf[0], C.size_t(len(errBuf))) != 0 {
 		return nil, fmt.Errorf("logit lens: %s", C.GoString(&errBuf[0]))
 	}
+	if mode == LensNorm && u.w.FinalSoftcap > 0 {
+		// gemma2's final logit soft-capping, as its graph applies it
+		models.Softcap(dst, u.w.FinalSoftcap)
+	}
 	return dst, nil
 }
 

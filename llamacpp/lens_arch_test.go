@@ -14,8 +14,10 @@ import (
 
 // archLensCase is a TestUnembed case on a synthetic gpt2 or gptneox model
 // (final LayerNorm with weight and bias; gpt2 tied unless untied), or
-// qwen2 (final RMSNorm, tied unless untied): 2 layers, d_model 64, the
-// architecture's vocabulary (for qwen2, GPT-2's).
+// qwen2, qwen3, phi3 or gemma2 (final RMSNorm, tied unless untied; gemma2
+// always tied, with its final soft-cap 30): 2 layers, d_model 64, the
+// architecture's vocabulary (for qwen2 and qwen3, GPT-2's; for phi3 and
+// gemma2, Llama 2's).
 func archLensCase(arch string, typ models.GGMLType, untied bool, ref float64) lensModel {
 	name := fmt.Sprintf("synthetic-%s-%s", arch, typ)
 	if untied && arch == "gpt2" {

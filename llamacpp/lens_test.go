@@ -100,6 +100,9 @@ var lensModels = []lensModel{
 	archLensCase("gptneox", models.F16, true, tolRefF16),
 	archLensCase("qwen2", models.F32, true, tolRefF32),
 	archLensCase("qwen2", models.Q8_0, false, tolRefQ8),
+	archLensCase("qwen3", models.F32, false, tolRefF32),
+	archLensCase("phi3", models.Q8_0, true, tolRefQ8),
+	archLensCase("gemma2", models.F32, false, tolRefF32),
 }
 
 // lensRelErr returns max over rows of ‖a−b‖/‖b‖ for rows of width w.
@@ -501,30 +504,37 @@ func BenchmarkLensRatio(b *testing.B) {
 	m, ids := lensBenchModel(b)
 	rows := lensBenchRows(b, m, ids)
 	n := len(rows) / m.NEmbd()
-	u, err := m.NewUnembedder(0)
+	threads := benchThreadsEnv()
+	u, err := m.NewUnembedder(threads)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer u.Close()
-	ctx, err := m.NewContext(ContextParams{NoCallback: true})
+	ctx, err := m.NewContext(ContextParams{NoCallback: true, Threads: threads})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ctx.Close()
 	var out []float32
-	var tLens, tDec time.Duration
+	var tLens, tDec, cLens, cDec time.Duration
 	for b.Loop() {
-		t0 := time.Now()
+		c0, t0 := cpuTime(), time.Now()
 		if out, err = u.Unembed(out, rows, n, LensNorm); err != nil {
 			b.Fatal(err)
 		}
-		t1 := time.Now()
+		c1, t1 := cpuTime(), time.Now()
 		if _, err := ctx.Run([][]int32{ids}, RunOptions{NoLogits: true}); err != nil {
 			b.Fatal(err)
 		}
 		tLens += t1.Sub(t0)
 		tDec += time.Since(t1)
+		cLens += c1 - c0
+		cDec += cpuTime() - c1
 	}
 	b.ReportMetric(float64(n), "rows/op")
 	b.ReportMetric(tLens.Seconds()/tDec.Seconds(), "lens/decode-ratio")
+	// CPU time, for LLDIFF_BENCH_THREADS=1 on a loaded machine: one
+	// thread's work does not depend on the other processes (spinning
+	// workers would count with more threads)
+	b.ReportMetric(cLens.Seconds()/cDec.Seconds(), "lens/decode-cpu")
 }

@@ -149,6 +149,9 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 
 // Close frees the model. A second Close does nothing.
 func (m *Model) Close() error {
+	if v := visionOf(m); v != nil {
+		v.Close() // mtmd keeps a pointer to the model (mtmd.go)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.c != nil {

@@ -100,27 +100,29 @@ func (c *Context) runRowsGroup(seqs [][]int32, pos, outs [][]int, total int, hoo
 			flat = append(flat, batchTok{tok: t, pos: p, seq: si, logits: isOut})
 		}
 	}
-	logits := make([]float32, nOut*nVocab)
 	seqStart := make([]int, len(seqs)) // first flat index of each sequence
 	for si := 1; si < len(seqs); si++ {
 		seqStart[si] = seqStart[si-1] + len(seqs[si-1])
 	}
+	// the logits go straight from llama.cpp's buffer to each sequence's
+	// rows, in the order (and with the repeats) of pos
+	ks := make([]map[int][]int, len(seqs)) // position → indices in pos
+	for si := range seqs {
+		dst[si] = &SeqRows{Positions: slices.Clone(pos[si]), Acts: map[models.Hook]*models.Activation{}}
+		dst[si].Logits = &models.Activation{Hook: models.Hook{Kind: models.Logits, Layer: -1}, Width: nVocab, Data: make([]float32, len(pos[si])*nVocab)}
+		ks[si] = map[int][]int{}
+		for k, p := range pos[si] {
+			ks[si][p] = append(ks[si][p], k)
+		}
+	}
 	err := c.decode(flat, func(i int, row []float32) {
 		t := flat[i]
-		r := rowOf[t.seq][t.pos]
-		copy(logits[r*nVocab:(r+1)*nVocab], row)
+		for _, k := range ks[t.seq][t.pos] {
+			copy(dst[t.seq].Logits.Row(k), row)
+		}
 	})
 	if err != nil {
 		return err
-	}
-	for si := range seqs {
-		dst[si] = &SeqRows{Positions: slices.Clone(pos[si]), Acts: map[models.Hook]*models.Activation{}}
-		lg := make([]float32, len(pos[si])*nVocab)
-		for k, p := range pos[si] {
-			r := rowOf[si][p]
-			copy(lg[k*nVocab:(k+1)*nVocab], logits[r*nVocab:(r+1)*nVocab])
-		}
-		dst[si].Logits = &models.Activation{Hook: models.Hook{Kind: models.Logits, Layer: -1}, Width: nVocab, Data: lg}
 	}
 	for i, h := range hooks {
 		s := hookSlot[i]
@@ -130,27 +132,35 @@ func (c *Context) runRowsGroup(seqs [][]int32, pos, outs [][]int, total int, hoo
 			}
 			continue
 		}
-		w, data := c.rec.Rows(s)
-		var full bool
-		switch {
-		case w > 0 && len(data) == w*total:
-			full = true
-		case w > 0 && len(data) == w*nOut:
-			full = false // computed for the output rows only
-		default:
-			return fmt.Errorf("capture of node %s recorded %d values of width %d for %d tokens (%d output rows); the graph of this llama.cpp build does not match lldiff's hook table (run with -v)",
-				c.rec.Node(s), len(data), w, total, nOut)
-		}
-		for si := range seqs {
-			a := &models.Activation{Hook: h, Width: w, Data: make([]float32, len(pos[si])*w)}
-			for k, p := range pos[si] {
-				r := rowOf[si][p]
-				if full {
-					r = seqStart[si] + p
-				}
-				copy(a.Row(k), data[r*w:(r+1)*w])
+		// the rows are read where the recorder holds them: only the asked
+		// positions are copied (a contrast keeps one row of ~20 per prompt)
+		node := c.rec.Node(s) // View holds the recorder's lock
+		err := c.rec.View(s, func(w int, data []float32) error {
+			var full bool
+			switch {
+			case w > 0 && len(data) == w*total:
+				full = true
+			case w > 0 && len(data) == w*nOut:
+				full = false // computed for the output rows only
+			default:
+				return fmt.Errorf("capture of node %s recorded %d values of width %d for %d tokens (%d output rows); the graph of this llama.cpp build does not match lldiff's hook table (run with -v)",
+					node, len(data), w, total, nOut)
 			}
-			dst[si].Acts[h] = a
+			for si := range seqs {
+				a := &models.Activation{Hook: h, Width: w, Data: make([]float32, len(pos[si])*w)}
+				for k, p := range pos[si] {
+					r := rowOf[si][p]
+					if full {
+						r = seqStart[si] + p
+					}
+					copy(a.Row(k), data[r*w:(r+1)*w])
+				}
+				dst[si].Acts[h] = a
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

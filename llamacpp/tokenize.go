@@ -61,6 +61,12 @@ func (m *Model) EOS() int32 {
 // where the vocabulary says not to (GPT-2, GPT-NeoX): llama.cpp itself adds
 // one only where the vocabulary asks for it, so lldiff puts it in front.
 func (m *Model) Tokenize(text string, o TokenizeOptions) ([]int32, error) {
+	if HasImageMarker(text) {
+		if v := visionOf(m); v != nil {
+			return v.tokenize(text, o) // mtmd.go
+		}
+		return nil, fmt.Errorf("the prompt holds an <image:PATH> marker but no projector is loaded: pass the model's mmproj file with --mmproj")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.c == nil {
@@ -114,6 +120,9 @@ func (m *Model) Tokenize(text string, o TokenizeOptions) ([]int32, error) {
 // SentencePiece "▁" becomes a space; byte tokens become their byte; control
 // tokens such as <s> their text).
 func (m *Model) Piece(id int32) []byte {
+	if id < 0 {
+		return nil // an image position (mtmd.go)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.c == nil || id < 0 || int(id) >= m.nVocab {
@@ -133,6 +142,9 @@ func (m *Model) Piece(id int32) []byte {
 // Text returns the token's entry in the vocabulary as stored ("▁happy",
 // "<0x0A>", "Ġhappy" for GPT-2 byte-level BPE).
 func (m *Model) Text(id int32) string {
+	if r, ok := m.ImageRow(id); ok {
+		return imagePrintable(r)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.c == nil || id < 0 || int(id) >= m.nVocab {
@@ -155,6 +167,9 @@ const (
 
 // Kind returns the token's kind.
 func (m *Model) Kind(id int32) TokenKind {
+	if _, ok := m.ImageRow(id); ok {
+		return models.KindImage
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.c == nil || id < 0 || int(id) >= m.nVocab {
@@ -180,6 +195,9 @@ func (m *Model) Kind(id int32) TokenKind {
 // that are not valid UTF-8 as <0xNN>, control tokens as their text (<s>),
 // escaped (safetext.Terminal): the text is the vocabulary file's.
 func (m *Model) Printable(id int32) string {
+	if r, ok := m.ImageRow(id); ok {
+		return imagePrintable(r)
+	}
 	switch m.Kind(id) {
 	case KindControl, KindByte:
 		t := m.Text(id)

@@ -9,7 +9,7 @@ import (
 
 // SupportedArchitectures lists the general.architecture values lldiff can
 // run.
-var SupportedArchitectures = []string{"llama", "gpt2", "gptneox", "qwen2"}
+var SupportedArchitectures = []string{"llama", "gpt2", "gptneox", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"}
 
 // archHints says what a file of an unsupported architecture probably is.
 var archHints = map[string]string{
@@ -56,10 +56,14 @@ func (f *File) CheckRunnable() error {
 	}
 	var c checker
 	switch arch {
-	case "llama", "qwen2":
+	case "llama", "qwen2", "qwen3":
 		c.rmsArch(f, arch)
 	case "gpt2", "gptneox":
 		c.layerNormArch(f, arch)
+	case "phi3":
+		c.phi3Arch(f)
+	case "gemma2", "gemma3":
+		c.gemmaArch(f, arch)
 	}
 	return c.err(f)
 }
@@ -261,7 +265,9 @@ func (c *checker) layerDims(f *File, in *Info, arch string, il int, spanDModel b
 // matrix and RoPE frequency factors; qwen2 takes optional biases on Q, K
 // and V only (Qwen2 has them), an optional output.bias, and query heads
 // that span d_model (its loader gives attn_q and attn_output the shape
-// [d_model, d_model]).
+// [d_model, d_model]). qwen3 (LLM_ARCH_QWEN3) has no biases, requires
+// the per-head norms attn_q_norm and attn_k_norm of the head width, and
+// its heads need not span d_model.
 func (c *checker) rmsArch(f *File, arch string) {
 	a := arch + "."
 	c.requireHParams(f, a, "attention.layer_norm_rms_epsilon")
@@ -318,6 +324,10 @@ func (c *checker) rmsArch(f *File, arch string) {
 		}
 		p := fmt.Sprintf("blk.%d.", il)
 		c.tensor(f, p+"attn_norm.weight", in.DModel)
+		if arch == "qwen3" {
+			c.tensor(f, p+"attn_q_norm.weight", in.DHead)
+			c.tensor(f, p+"attn_k_norm.weight", in.DHead)
+		}
 		c.tensor(f, p+"attn_q.weight", in.DModel, nHead*in.DHead)
 		c.tensor(f, p+"attn_k.weight", in.DModel, nKV*in.DHead)
 		c.tensor(f, p+"attn_v.weight", in.DModel, nKV*in.DHead)
@@ -326,6 +336,9 @@ func (c *checker) rmsArch(f *File, arch string) {
 		c.tensor(f, p+"ffn_gate.weight", in.DModel, dff)
 		c.tensor(f, p+"ffn_up.weight", in.DModel, dff)
 		c.tensor(f, p+"ffn_down.weight", dff, in.DModel)
+		if arch == "qwen3" {
+			continue // no optional tensors
+		}
 		// the optional biases of llama.cpp's loader, with its shapes
 		c.optional(f, p+"attn_q.bias", in.DModel)
 		c.optional(f, p+"attn_k.bias", nKV*in.DHead)

@@ -47,7 +47,7 @@ func (c *checker) hparams(f *File, in *Info, normEps string) {
 	}
 	for _, k := range expertKeys {
 		if n, ok := f.Uint(a + k); ok && n != 0 {
-			c.addFix("lldiff runs dense llama, gpt2, gptneox and qwen2 models; use a model without experts",
+			c.addFix("lldiff runs dense "+strings.Join(SupportedArchitectures, ", ")+" models; use a model without experts",
 				"%s%s is %d: the file describes a mixture-of-experts model, which lldiff does not run, and llama.cpp aborts on inconsistent expert counts", a, k, n)
 			break
 		}

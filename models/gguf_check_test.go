@@ -106,7 +106,7 @@ func TestCheckRunnableBert(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Path != f.Path {
 		t.Fatalf("CheckRunnable() = %v, want a *FormatError for %s", err, f.Path)
 	}
-	if !containsAll(err.Error(), `architecture "bert" is not supported`, "BERT", "llama, gpt2, gptneox") {
+	if !containsAll(err.Error(), `architecture "bert" is not supported`, "BERT", "llama, gpt2, gptneox, qwen2, qwen3, phi3, gemma2, gemma3") {
 		t.Errorf("CheckRunnable() = %v", err)
 	}
 	old := SupportedArchitectures

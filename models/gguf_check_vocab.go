@@ -39,6 +39,10 @@ var archTokenizers = map[string][]string{
 	"gpt2":    {"llama", "gpt2"},
 	"gptneox": {"llama", "gpt2"},
 	"qwen2":   {"llama", "gpt2"},
+	"qwen3":   {"llama", "gpt2"},
+	"phi3":    {"llama", "gpt2"},
+	"gemma2":  {"llama", "gpt2"},
+	"gemma3":  {"llama", "gpt2"},
 }
 
 var defaultTokenizers = []string{"llama", "gpt2"}

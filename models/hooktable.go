@@ -303,6 +303,111 @@ var qwen2Table = &HookTable{
 	},
 }
 
+// qwen3Table follows llama.cpp's src/models/qwen3.cpp: qwen2's graph
+// without the q, k and v biases, with an RMSNorm over each query and key
+// head (weights attn_q_norm and attn_k_norm, one per head dimension)
+// before RoPE. build_attn returns W_O z unnamed, as for qwen2.
+var qwen3Table = &HookTable{
+	Arch:  "qwen3",
+	Kinds: qwen2Table.Kinds,
+	Notes: []string{
+		"ln_final.hook_normalized includes the final RMSNorm weight (llama.cpp does not fold it into the unembedding)",
+		"attn_out is W_O z; llama.cpp leaves that node unnamed, and lldiff finds it as the MUL_MAT that reads blk.L.attn_output.weight",
+		"each query and key head is RMS-normalized (with attn_q_norm and attn_k_norm) before RoPE, which rotates NEOX-style; z is computed from them, attention patterns are not hooks",
+		"resid_post includes a loaded control vector; mlp_out never does",
+	},
+	node: qwen2Table.node,
+}
+
+// noPhi3ResidMid says why phi3 has no resid_mid hook.
+const noPhi3ResidMid = "llama.cpp's phi3 graph leaves resid_pre + attn_out unnamed, and in the last layer both its sources are unnamed row selections, " +
+	"so lldiff cannot find that node by what it reads; resid_mid equals resid_pre + attn_out (both captured), exactly in float32"
+
+// phi3Table follows llama.cpp's src/models/phi3.cpp: one fused QKV
+// product whose Q, K and V are views, NEOX RoPE, the attention output W_O
+// z unnamed (as qwen2's), the residual add after it unnamed too, a SwiGLU
+// MLP whose gate and up halves come from one product (ffn_out-L is its
+// output), and the residual add after the MLP named l_out-L.
+var phi3Table = &HookTable{
+	Arch:    "phi3",
+	Kinds:   []Kind{ResidPre, Z, AttnOut, MLPOut, ResidPost, LnFinal, Logits},
+	Missing: map[Kind]string{ResidMid: noPhi3ResidMid},
+	Notes: []string{
+		"no resid_mid: " + noPhi3ResidMid,
+		"ln_final.hook_normalized includes the final RMSNorm weight (llama.cpp does not fold it into the unembedding)",
+		"attn_out is W_O z; llama.cpp leaves that node unnamed, and lldiff finds it as the MUL_MAT that reads blk.L.attn_output.weight",
+		"Q, K and V are slices of one product with blk.L.attn_qkv.weight; mlp_out is W_down(silu(g) * u) with g|u one product with blk.L.ffn_up.weight",
+		"resid_post includes a loaded control vector; mlp_out never does",
+	},
+	node: func(h Hook) Node {
+		switch h.Kind {
+		case ResidPre:
+			return residPre("inp_embd", h.Layer)
+		case AttnOut:
+			return Node{Layer: -1, Op: "MUL_MAT", Src: fmt.Sprintf("blk.%d.attn_output.weight", h.Layer)}
+		case MLPOut:
+			return named("ffn_out", h.Layer)
+		}
+		return commonNode(h)
+	},
+}
+
+// gemma2Table follows llama.cpp's src/models/gemma2-iswa.cpp and
+// TransformerLens's Gemma 2 blocks, whose hook_attn_out and hook_mlp_out
+// are taken after the post-attention and post-MLP RMSNorms, so that
+// resid_mid = resid_pre + attn_out and resid_post = resid_mid + mlp_out
+// still hold. llama.cpp names the scaled embedding inp_scaled, the
+// post-attention norm (the MUL by its weight) attn_post_norm-L and the
+// residual after it sa_out-L; it names the post-MLP norm ffn_post_norm
+// without a layer, in every layer, so lldiff finds each as the MUL that
+// reads blk.L.post_ffw_norm.weight.
+var gemma2Table = &HookTable{
+	Arch:  "gemma2",
+	Kinds: []Kind{ResidPre, Z, AttnOut, ResidMid, MLPOut, ResidPost, LnFinal, Logits},
+	Notes: []string{
+		"resid_pre of layer 0 is the token embedding times sqrt(d_model) (llama.cpp's inp_scaled)",
+		"attn_out and mlp_out are taken after the post-attention and post-MLP RMSNorms (TransformerLens's Gemma 2 convention), so resid_mid = resid_pre + attn_out and resid_post = resid_mid + mlp_out",
+		"attention scores are soft-capped, c·tanh(s/c) with c = gemma2.attn_logit_softcapping, and every other layer (0, 2, ...) attends within gemma2.attention.sliding_window positions",
+		"logits are soft-capped with gemma2.final_logit_softcapping; the logit lens applies the same cap in norm mode",
+		"ln_final.hook_normalized includes the final RMSNorm weight (Gemma's converter stores 1 + w, the weight llama.cpp multiplies by)",
+		"resid_post includes a loaded control vector; mlp_out never does",
+	},
+	node: func(h Hook) Node {
+		switch h.Kind {
+		case ResidPre:
+			return residPre("inp_scaled", h.Layer)
+		case AttnOut:
+			return named("attn_post_norm", h.Layer)
+		case ResidMid:
+			return named("sa_out", h.Layer)
+		case MLPOut:
+			return Node{Name: "ffn_post_norm", Layer: -1, Op: "MUL", Src: fmt.Sprintf("blk.%d.post_ffw_norm.weight", h.Layer)}
+		}
+		return commonNode(h)
+	},
+}
+
+// gemma3Table follows llama.cpp's src/models/gemma3.cpp: gemma2's graph
+// with per-head q and k norms, no attention soft-cap, and the post-MLP
+// norm named ffn_post_norm-L.
+var gemma3Table = &HookTable{
+	Arch:  "gemma3",
+	Kinds: gemma2Table.Kinds,
+	Notes: []string{
+		"resid_pre of layer 0 is the token embedding times sqrt(d_model) (llama.cpp's inp_scaled)",
+		"attn_out and mlp_out are taken after the post-attention and post-MLP RMSNorms (TransformerLens's Gemma convention), so resid_mid = resid_pre + attn_out and resid_post = resid_mid + mlp_out",
+		"each query and key head is RMS-normalized before RoPE; with gemma3.attention.sliding_window, five layers in six attend within the window and rotate with base 10000, the sixth attends globally with gemma3.rope.freq_base",
+		"logits are soft-capped only when the file sets gemma3.final_logit_softcapping (Gemma 3 does not)",
+		"resid_post includes a loaded control vector; mlp_out never does",
+	},
+	node: func(h Hook) Node {
+		if h.Kind == MLPOut {
+			return named("ffn_post_norm", h.Layer)
+		}
+		return gemma2Table.node(h)
+	},
+}
+
 // hookTables are the tables by architecture, in the form HookTableFor
 // returns: gptneox with the parallel residual of Pythia and GPT-NeoX-20B.
 var hookTables = map[string]*HookTable{
@@ -310,6 +415,10 @@ var hookTables = map[string]*HookTable{
 	"gpt2":    gpt2Table,
 	"gptneox": gptneoxParallelTable,
 	"qwen2":   qwen2Table,
+	"qwen3":   qwen3Table,
+	"phi3":    phi3Table,
+	"gemma2":  gemma2Table,
+	"gemma3":  gemma3Table,
 }
 
 // HookTableFor returns the hook table of an architecture

@@ -7,7 +7,7 @@ import (
 
 // TestHookTables pins the llama.cpp graph node of every hook of every
 // architecture, as the graph builders of the vendored llama.cpp name them
-// (src/models/llama.cpp, gpt2.cpp, gptneox.cpp, qwen2.cpp, and build_attn
+// (src/models/llama.cpp, gpt2.cpp, gptneox.cpp, qwen2.cpp, qwen3.cpp, phi3.cpp, gemma2-iswa.cpp, and build_attn
 // and build_ffn in llama-graph.cpp). The agreement tests in llamacpp check that
 // these nodes hold what the names say.
 func TestHookTables(t *testing.T) {
@@ -20,7 +20,7 @@ func TestHookTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	tables := map[string]*HookTable{"gptneox-seq": neoxSeq, "gptneox": neoxPar}
-	for _, a := range []string{"llama", "gpt2", "qwen2"} {
+	for _, a := range []string{"llama", "gpt2", "qwen2", "qwen3", "phi3", "gemma2"} {
 		if tables[a], err = HookTableFor(a); err != nil {
 			t.Fatal(err)
 		}
@@ -64,6 +64,36 @@ func TestHookTables(t *testing.T) {
 			AttnOut:   {"unnamed (op MUL_MAT, reading blk.0.attn_output.weight)", "unnamed (op MUL_MAT, reading blk.3.attn_output.weight)"},
 			ResidMid:  {"ffn_inp-0", "ffn_inp-3"},
 			MLPOut:    {"ffn_out-0 (not reading ffn_inp-0)", "ffn_out-3 (not reading ffn_inp-3)"},
+			ResidPost: {"l_out-0", "l_out-3"},
+			LnFinal:   {"result_norm"},
+			Logits:    {"result_output"},
+		},
+		"qwen3": {
+			ResidPre:  {"inp_embd", "l_out-2"},
+			Z:         {"kqv_out-0", "kqv_out-3"},
+			AttnOut:   {"unnamed (op MUL_MAT, reading blk.0.attn_output.weight)", "unnamed (op MUL_MAT, reading blk.3.attn_output.weight)"},
+			ResidMid:  {"ffn_inp-0", "ffn_inp-3"},
+			MLPOut:    {"ffn_out-0 (not reading ffn_inp-0)", "ffn_out-3 (not reading ffn_inp-3)"},
+			ResidPost: {"l_out-0", "l_out-3"},
+			LnFinal:   {"result_norm"},
+			Logits:    {"result_output"},
+		},
+		"phi3": {
+			ResidPre:  {"inp_embd", "l_out-2"},
+			Z:         {"kqv_out-0", "kqv_out-3"},
+			AttnOut:   {"unnamed (op MUL_MAT, reading blk.0.attn_output.weight)", "unnamed (op MUL_MAT, reading blk.3.attn_output.weight)"},
+			ResidMid:  {"", ""},
+			MLPOut:    {"ffn_out-0", "ffn_out-3"},
+			ResidPost: {"l_out-0", "l_out-3"},
+			LnFinal:   {"result_norm"},
+			Logits:    {"result_output"},
+		},
+		"gemma2": {
+			ResidPre:  {"inp_scaled", "l_out-2"},
+			Z:         {"kqv_out-0", "kqv_out-3"},
+			AttnOut:   {"attn_post_norm-0", "attn_post_norm-3"},
+			ResidMid:  {"sa_out-0", "sa_out-3"},
+			MLPOut:    {"ffn_post_norm (op MUL, reading blk.0.post_ffw_norm.weight)", "ffn_post_norm (op MUL, reading blk.3.post_ffw_norm.weight)"},
 			ResidPost: {"l_out-0", "l_out-3"},
 			LnFinal:   {"result_norm"},
 			Logits:    {"result_output"},
@@ -132,7 +162,7 @@ func TestHookTableMissing(t *testing.T) {
 	if tab.Pattern(ResidMid) != "" {
 		t.Errorf("Pattern(resid_mid) = %q", tab.Pattern(ResidMid))
 	}
-	if _, err := HookTableFor("bert"); err == nil || !strings.Contains(err.Error(), "supported: gpt2, gptneox, llama") {
+	if _, err := HookTableFor("bert"); err == nil || !strings.Contains(err.Error(), "supported: gemma2, gemma3, gpt2, gptneox, llama, phi3, qwen2, qwen3") {
 		t.Errorf("HookTableFor(bert) = %v", err)
 	}
 }

@@ -18,9 +18,19 @@ type SynthSpec struct {
 	// Arch is "llama" (the default when empty), "gpt2" (LayerNorm, learned
 	// positions, biases, fused QKV), "gptneox" (Pythia: as gpt2 but with
 	// partial NEOX rotary embeddings instead of learned positions, an
-	// untied output matrix, and attention and MLP in parallel) or "qwen2"
+	// untied output matrix, and attention and MLP in parallel), "qwen2"
 	// (llama with biases on Q, K and V, NEOX rotary embeddings and the
-	// tokenizer pre-type "qwen2").
+	// tokenizer pre-type "qwen2"), "qwen3" (as qwen2 without the biases,
+	// with an RMSNorm of each query and key head before RoPE) or "phi3"
+	// (llama with one fused Q|K|V matrix, attn_qkv, one fused gate|up
+	// matrix, ffn_up of 2·d_ff rows, and NEOX rotary embeddings) or
+	// "gemma2" (Gemma 2: embeddings scaled by √d_model, RMSNorms after
+	// attention and after the MLP as well as before, a GELU-gated MLP,
+	// attention and final logit soft-capping, sliding-window attention in
+	// every other layer, always tied) or "gemma3" (as gemma2 with an
+	// RMSNorm of each query and key head, no attention soft-cap, five
+	// sliding-window layers with rope base 10000 to each global one, which
+	// uses RopeBase).
 	Arch string
 	Name string // general.name; default "synthetic-<arch>-<layers>x<d_model>-<type>"
 
@@ -28,6 +38,12 @@ type SynthSpec struct {
 	DModel  int
 	NHead   int
 	NHeadKV int // default NHead
+	// HeadDim is the width of one attention head (qwen3 and gemma2 only;
+	// default DModel/NHead): their heads need not span d_model
+	// (Qwen3-0.6B has 16 heads of 128 over d_model 1024, Gemma-2-2B 8 of
+	// 256 over 2304). It is written as attention.key_length and
+	// attention.value_length.
+	HeadDim int
 	DFF     int
 	NCtx    int // context_length; default 2048
 
@@ -45,8 +61,8 @@ type SynthSpec struct {
 	Untied bool
 
 	Seed      uint64
-	RopeBase  float64 // default 10000 (llama, gptneox), 1000000 (qwen2)
-	NormEps   float64 // default 1e-5
+	RopeBase  float64 // default 10000 (llama, gptneox), 1000000 (qwen2, qwen3)
+	NormEps   float64 // default 1e-5 (gemma2: 1e-6)
 	Overwrite bool    // replace an existing file
 
 	// RopeDim is the number of rotated dimensions of each head (gptneox
@@ -63,6 +79,15 @@ type SynthSpec struct {
 	// original_max_position_embeddings 8192 (see Llama3RopeFreqs), and
 	// makes the rope base default to Llama 3's 500000.
 	Llama3Rope bool
+
+	// SlidingWindow, AttnSoftcap and FinalSoftcap are gemma2's
+	// attention.sliding_window (default 4096), attn_logit_softcapping
+	// (default 50) and final_logit_softcapping (default 30), Gemma 2's
+	// values. gemma3 takes SlidingWindow (default 512, Gemma-3-1B's) and
+	// FinalSoftcap (default none, as Gemma 3).
+	SlidingWindow int
+	AttnSoftcap   float64
+	FinalSoftcap  float64
 }
 
 // synthPresets are the named shapes of SynthPreset.
@@ -72,12 +97,29 @@ var synthPresets = map[string]SynthSpec{
 	"bench-cpu": {NLayer: 16, DModel: 2048, NHead: 16, NHeadKV: 16, DFF: 5632, NCtx: 2048, Type: Q8_0},
 	"llama2-7b": {NLayer: 32, DModel: 4096, NHead: 32, NHeadKV: 32, DFF: 11008, NCtx: 4096, Type: Q4_0, Untied: true},
 
+	// Mistral 7B v0.3 is the llama architecture: 4 query heads per KV
+	// head, rope base 1e6, no sliding window
+	"mistral-tiny":     {NLayer: 2, DModel: 64, NHead: 8, NHeadKV: 2, DFF: 224, NCtx: 512, Type: F32, Untied: true, RopeBase: 1e6},
+	"mistral-7b-shape": {NLayer: 32, DModel: 4096, NHead: 32, NHeadKV: 8, DFF: 14336, NCtx: 32768, Type: Q4_0, Untied: true, RopeBase: 1e6},
+
 	"gpt2-small":  {Arch: "gpt2", NLayer: 12, DModel: 768, NHead: 12, NHeadKV: 12, DFF: 3072, NCtx: 1024, Type: F16},
 	"pythia-70m":  {Arch: "gptneox", NLayer: 6, DModel: 512, NHead: 8, NHeadKV: 8, DFF: 2048, NCtx: 2048, Type: F16, Untied: true},
 	"pythia-160m": {Arch: "gptneox", NLayer: 12, DModel: 768, NHead: 12, NHeadKV: 12, DFF: 3072, NCtx: 2048, Type: F16, Untied: true},
 
 	"qwen2-tiny": {Arch: "qwen2", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, DFF: 128, NCtx: 512, Type: F32, Untied: true},
 	"qwen2-0.5b": {Arch: "qwen2", NLayer: 24, DModel: 896, NHead: 14, NHeadKV: 2, DFF: 4864, NCtx: 32768, Type: Q8_0},
+
+	"qwen3-tiny":       {Arch: "qwen3", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, HeadDim: 32, DFF: 128, NCtx: 512, Type: F32},
+	"qwen3-0.6b-shape": {Arch: "qwen3", NLayer: 28, DModel: 1024, NHead: 16, NHeadKV: 8, HeadDim: 128, DFF: 3072, NCtx: 40960, Type: Q8_0},
+
+	"gemma2-tiny":     {Arch: "gemma2", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, HeadDim: 32, DFF: 128, NCtx: 512, Type: F32, SlidingWindow: 8},
+	"gemma2-2b-shape": {Arch: "gemma2", NLayer: 26, DModel: 2304, NHead: 8, NHeadKV: 4, HeadDim: 256, DFF: 9216, NCtx: 8192, Type: Q8_0},
+
+	"gemma3-tiny":     {Arch: "gemma3", NLayer: 6, DModel: 64, NHead: 4, NHeadKV: 2, HeadDim: 32, DFF: 128, NCtx: 512, Type: F32, SlidingWindow: 8},
+	"gemma3-1b-shape": {Arch: "gemma3", NLayer: 26, DModel: 1152, NHead: 4, NHeadKV: 1, HeadDim: 256, DFF: 6912, NCtx: 32768, Type: Q8_0},
+
+	"phi3-tiny":       {Arch: "phi3", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 4, DFF: 128, NCtx: 512, Type: F32, Untied: true},
+	"phi3-mini-shape": {Arch: "phi3", NLayer: 32, DModel: 3072, NHead: 32, NHeadKV: 32, DFF: 8192, NCtx: 4096, Type: Q4_0, Untied: true},
 }
 
 // SynthPresets returns the names SynthPreset knows, sorted.
@@ -97,6 +139,11 @@ func SynthPresets() []string {
 //	bench-cpu    llama, 16 layers, d_model 2048, 16 heads, d_ff 5632, Q8_0
 //	llama2-7b    llama, 32 layers, d_model 4096, 32 heads, d_ff 11008, ctx 4096, Q4_0,
 //	             untied output.weight (the shape of Llama 2 7B: 6.74e9 weights)
+//	mistral-tiny llama, 2 layers, d_model 64, 8 heads (2 kv), d_ff 224, ctx 512, F32,
+//	             untied, rope base 1e6 (Mistral 7B v0.3's head grouping and base)
+//	mistral-7b-shape  llama, 32 layers, d_model 4096, 32 heads (8 kv), d_ff 14336,
+//	             ctx 32768, Q4_0, untied, rope base 1e6 (the shape of Mistral-7B-v0.3,
+//	             with Llama 2's 32000-token vocabulary for its 32768)
 //	gpt2-small   gpt2, 12 layers, d_model 768, 12 heads, d_ff 3072, ctx 1024, F16,
 //	             tied (the shape of GPT-2 small: 124M weights with its vocabulary)
 //	pythia-70m   gptneox, 6 layers, d_model 512, 8 heads, d_ff 2048, ctx 2048, F16
@@ -105,10 +152,29 @@ func SynthPresets() []string {
 //	             untied output.weight
 //	qwen2-0.5b   qwen2, 24 layers, d_model 896, 14 heads (2 kv), d_ff 4864, ctx 32768,
 //	             Q8_0, tied (the shape of Qwen2.5-0.5B, with the GPT-2 vocabulary)
+//	qwen3-tiny   qwen3, 2 layers, d_model 64, 4 heads of 32 (2 kv), d_ff 128, ctx 512,
+//	             F32, tied: the heads span twice d_model, as Qwen3's may
+//	qwen3-0.6b-shape  qwen3, 28 layers, d_model 1024, 16 heads of 128 (8 kv),
+//	             d_ff 3072, ctx 40960, Q8_0, tied (the shape of Qwen3-0.6B, with
+//	             the GPT-2 vocabulary)
+//	gemma2-tiny  gemma2, 2 layers, d_model 64, 4 heads of 32 (2 kv), d_ff 128, ctx 512,
+//	             F32, sliding window 8 (so that short prompts reach past it)
+//	gemma2-2b-shape  gemma2, 26 layers, d_model 2304, 8 heads of 256 (4 kv), d_ff 9216,
+//	             ctx 8192, Q8_0, window 4096 (the shape of Gemma-2-2B, with Llama 2's
+//	             vocabulary: 32000 tokens instead of Gemma's 256000)
+//	gemma3-tiny  gemma3, 6 layers (5 local, 1 global), d_model 64, 4 heads of 32 (2 kv),
+//	             d_ff 128, ctx 512, F32, sliding window 8
+//	gemma3-1b-shape  gemma3, 26 layers, d_model 1152, 4 heads of 256 (1 kv), d_ff 6912,
+//	             ctx 32768, Q8_0, window 512 (the shape of Gemma-3-1B, with Llama 2's
+//	             vocabulary)
+//	phi3-tiny    phi3, 2 layers, d_model 64, 4 heads, d_ff 128, ctx 512, F32, untied
+//	phi3-mini-shape  phi3, 32 layers, d_model 3072, 32 heads, d_ff 8192, ctx 4096,
+//	             Q4_0, untied (the shape of Phi-3-mini-4k: 3.8e9 weights with
+//	             its vocabulary; here Llama 2's, which Phi-3's extends by 64)
 //
 // The type is a default that callers may change. The presets use rope base
-// 10000 and norm epsilon 1e-5, except qwen2's: 1000000 and 1e-6, as
-// Qwen2.5; the Pythia shapes rotate a quarter of each head and use the
+// 10000 and norm epsilon 1e-5, except qwen2's and qwen3's: 1000000 and
+// 1e-6, as Qwen2.5 and Qwen3; the Pythia shapes rotate a quarter of each head and use the
 // parallel residual.
 func SynthPreset(name string) (SynthSpec, error) {
 	s, ok := synthPresets[name]
@@ -118,14 +184,28 @@ func SynthPreset(name string) (SynthSpec, error) {
 	if s.Arch == "" {
 		s.Arch = "llama"
 	}
-	s.Name = "synthetic-" + name
+	s.Name = synthName("synthetic-" + name)
 	s.RopeBase = 10000
 	s.NormEps = 1e-5
-	if s.Arch == "qwen2" {
+	switch s.Arch {
+	case "qwen2", "qwen3":
 		s.RopeBase, s.NormEps = 1e6, 1e-6
+	case "gemma2":
+		s.NormEps = 1e-6
+	case "gemma3":
+		s.RopeBase, s.NormEps = 1e6, 1e-6
+	}
+	if b := synthPresets[name].RopeBase; b != 0 {
+		s.RopeBase = b // Mistral's
 	}
 	return s, nil
 }
+
+// synthName returns name with "phi3" written "phi_3": llama.cpp treats a
+// vocabulary as Phi-3's own, and requires its <|endoftext|> token, when
+// general.name contains "phi3" or "phi-3", and the synthetic phi3 models
+// carry Llama 2's vocabulary.
+func synthName(name string) string { return strings.ReplaceAll(name, "phi3", "phi_3") }
 
 // synthTypes are the matrix types WriteSynthetic generates.
 var synthTypes = []GGMLType{F32, F16, Q8_0, Q4_0}
@@ -136,7 +216,7 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 		s.Arch = "llama"
 	}
 	if _, ok := synthVocabs[s.Arch]; !ok {
-		return s, fmt.Errorf("synthetic models of architecture %q are not supported (supported: llama, gpt2, gptneox, qwen2)", s.Arch)
+		return s, fmt.Errorf("synthetic models of architecture %q are not supported (supported: %s)", s.Arch, strings.Join(synthArchs, ", "))
 	}
 	if s.Arch == "gptneox" {
 		s.Untied = true // llama.cpp requires output.weight for gptneox
@@ -157,27 +237,66 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 		if s.Llama3Rope {
 			s.RopeBase = 500000
 		}
-		if s.Arch == "qwen2" {
+		if s.Arch == "qwen2" || s.Arch == "qwen3" || s.Arch == "gemma3" {
 			s.RopeBase = 1e6
 		}
 	}
 	if s.NormEps == 0 {
 		s.NormEps = 1e-5
+		if s.Arch == "gemma2" || s.Arch == "gemma3" {
+			s.NormEps = 1e-6 // Gemma's rms_norm_eps
+		}
+	}
+	if s.Arch == "gemma2" {
+		s.Untied = false // llama.cpp's gemma2 loader unembeds with token_embd
+		if s.SlidingWindow == 0 {
+			s.SlidingWindow = 4096
+		}
+		if s.AttnSoftcap == 0 {
+			s.AttnSoftcap = 50
+		}
+		if s.FinalSoftcap == 0 {
+			s.FinalSoftcap = 30
+		}
+		if s.NLayer == 1 {
+			return s, fmt.Errorf("synthetic model: gemma2 needs at least 2 layers (layer 1 is the first global one; llama.cpp aborts without one)")
+		}
+		if s.SlidingWindow < 0 || !(s.AttnSoftcap > 0) || !(s.FinalSoftcap > 0) || math.IsInf(s.AttnSoftcap+s.FinalSoftcap, 0) {
+			return s, fmt.Errorf("synthetic model: sliding window %d and soft-caps %v, %v must be positive", s.SlidingWindow, s.AttnSoftcap, s.FinalSoftcap)
+		}
+	} else if s.Arch == "gemma3" {
+		if s.SlidingWindow == 0 {
+			s.SlidingWindow = 512
+		}
+		if s.NLayer > 0 && s.NLayer < 6 {
+			return s, fmt.Errorf("synthetic model: gemma3 with a sliding window needs at least 6 layers (layer 5 is the first global one; llama.cpp aborts without one), not %d", s.NLayer)
+		}
+		if s.AttnSoftcap != 0 || s.SlidingWindow < 0 || s.FinalSoftcap < 0 || math.IsInf(s.FinalSoftcap, 0) {
+			return s, fmt.Errorf("synthetic model: gemma3 has no attention soft-cap, and its sliding window %d and final soft-cap %v must be positive (the cap 0 for none)", s.SlidingWindow, s.FinalSoftcap)
+		}
+	} else if s.SlidingWindow != 0 || s.AttnSoftcap != 0 || s.FinalSoftcap != 0 {
+		return s, fmt.Errorf("synthetic model: SlidingWindow, AttnSoftcap and FinalSoftcap are gemma2 settings, not %s", s.Arch)
+	}
+	if s.HeadDim != 0 && s.Arch != "qwen3" && s.Arch != "gemma2" && s.Arch != "gemma3" {
+		return s, fmt.Errorf("synthetic model: HeadDim is a qwen3, gemma2 and gemma3 setting; the heads of %s span d_model", s.Arch)
+	}
+	if s.HeadDim == 0 && s.NHead > 0 {
+		s.HeadDim = s.DModel / s.NHead
 	}
 	const limit = 1 << 20
 	for _, v := range []struct {
 		name string
 		v    int
-	}{{"NLayer", s.NLayer}, {"DModel", s.DModel}, {"NHead", s.NHead}, {"NHeadKV", s.NHeadKV}, {"DFF", s.DFF}, {"NCtx", s.NCtx}} {
+	}{{"NLayer", s.NLayer}, {"DModel", s.DModel}, {"NHead", s.NHead}, {"NHeadKV", s.NHeadKV}, {"HeadDim", s.HeadDim}, {"DFF", s.DFF}, {"NCtx", s.NCtx}} {
 		if v.v <= 0 || v.v > limit {
 			return s, fmt.Errorf("synthetic model: %s is %d, want 1 to %d", v.name, v.v, limit)
 		}
 	}
 	switch {
-	case s.DModel%s.NHead != 0:
+	case s.HeadDim*s.NHead != s.DModel && s.Arch != "qwen3" && s.Arch != "gemma2" && s.Arch != "gemma3":
 		return s, fmt.Errorf("synthetic model: d_model %d is not a multiple of the %d heads", s.DModel, s.NHead)
-	case (s.Arch == "llama" || s.Arch == "qwen2") && (s.DModel/s.NHead)%2 != 0:
-		return s, fmt.Errorf("synthetic model: head dimension %d (d_model/heads) must be even for rotary embeddings", s.DModel/s.NHead)
+	case s.Arch != "gpt2" && s.Arch != "gptneox" && s.HeadDim%2 != 0:
+		return s, fmt.Errorf("synthetic model: head dimension %d must be even for rotary embeddings", s.HeadDim)
 	case s.NHead%s.NHeadKV != 0:
 		return s, fmt.Errorf("synthetic model: %d heads is not a multiple of the %d key/value heads", s.NHead, s.NHeadKV)
 	case !(s.RopeBase > 0) || math.IsInf(s.RopeBase, 0):
@@ -206,7 +325,7 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 		}
 	}
 	if s.Name == "" {
-		s.Name = fmt.Sprintf("synthetic-%s-%dx%d-%s", s.Arch, s.NLayer, s.DModel, s.Type)
+		s.Name = synthName(fmt.Sprintf("synthetic-%s-%dx%d-%s", s.Arch, s.NLayer, s.DModel, s.Type))
 	}
 	return s, nil
 }
@@ -223,7 +342,9 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 // get uniformly random codes (symmetric about 0) and a scale that varies
 // ±25% from block to block around the one that gives that deviation. Norm
 // weights are F32, 1 + 0.02·N(0,1). Matrix rows of quantized types must be
-// multiples of 32: d_model and d_ff must be. qwen2 adds F32 biases
+// multiples of 32: d_model and d_ff must be. qwen3 adds the per-head
+// norms blk.L.attn_{q,k}_norm.weight, F32, 1 + 0.1·N(0,1) (wider than the
+// other norms, so that a forgotten one shows). qwen2 adds F32 biases
 // blk.L.attn_{q,k,v}.bias of 0.1·N(0,1), so that a forgotten bias shows as
 // an error of order 0.1. Llama3Rope adds rope_freqs.weight, F32, the
 // factors of Llama3RopeFreqs. For gpt2 and gptneox, see writeSyntheticLayerNorm
@@ -247,16 +368,33 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 		return &FormatError{Path: s.VocabPath, Problem: "has no tokenizer.ggml.tokens", Fix: "use a GGUF file with a vocabulary, such as llama.cpp's vocab-only models/ggml-vocab-llama-spm.gguf"}
 	}
 	nVocab := len(tokens)
-	if s.Arch != "llama" && s.Arch != "qwen2" {
+	if s.Arch == "gpt2" || s.Arch == "gptneox" {
 		return writeSyntheticLayerNorm(path, s, vocab, nVocab)
 	}
-	dHead := s.DModel / s.NHead
+	dHead := s.HeadDim
 	a := s.Arch + "."
-	w, err := newSynthWriter(s, vocab, nVocab,
-		KV{a + "rope.dimension_count", uint32(dHead)},
-		KV{a + "rope.freq_base", float32(s.RopeBase)},
-		KV{a + "attention.layer_norm_rms_epsilon", float32(s.NormEps)},
-	)
+	archKVs := []KV{
+		{a + "rope.dimension_count", uint32(dHead)},
+		{a + "rope.freq_base", float32(s.RopeBase)},
+		{a + "attention.layer_norm_rms_epsilon", float32(s.NormEps)},
+	}
+	if s.Arch == "qwen3" || s.Arch == "gemma2" || s.Arch == "gemma3" {
+		archKVs = append(archKVs, KV{a + "attention.key_length", uint32(dHead)}, KV{a + "attention.value_length", uint32(dHead)})
+	}
+	if s.Arch == "gemma3" {
+		archKVs = append(archKVs, KV{a + "attention.sliding_window", uint32(s.SlidingWindow)})
+		if s.FinalSoftcap > 0 {
+			archKVs = append(archKVs, KV{a + "final_logit_softcapping", float32(s.FinalSoftcap)})
+		}
+	}
+	if s.Arch == "gemma2" {
+		archKVs = append(archKVs,
+			KV{a + "attention.sliding_window", uint32(s.SlidingWindow)},
+			KV{a + "attn_logit_softcapping", float32(s.AttnSoftcap)},
+			KV{a + "final_logit_softcapping", float32(s.FinalSoftcap)},
+		)
+	}
+	w, err := newSynthWriter(s, vocab, nVocab, archKVs...)
 	if err != nil {
 		return err
 	}
@@ -290,10 +428,54 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 			return generateVector(out, n, 0, synthBiasSigma, tensorSeed(s.Seed, name))
 		})
 	}
+	headNorm := func(name string) error {
+		if s.Arch != "qwen3" && s.Arch != "gemma3" {
+			return nil
+		}
+		return w.AddTensorFunc(name, F32, []uint64{uint64(dHead)}, func(out io.Writer) error {
+			return generateVector(out, uint64(dHead), 1, synthHeadNormSigma, tensorSeed(s.Seed, name))
+		})
+	}
 	for il := range s.NLayer {
 		p := fmt.Sprintf("blk.%d.", il)
+		if s.Arch == "gemma2" || s.Arch == "gemma3" {
+			// norms before and after attention and the MLP (Gemma's
+			// converter stores 1 + w; so does generateNorm); gemma3's
+			// per-head q and k norms as qwen3's
+			err = errors.Join(err,
+				norm(p+"attn_norm.weight"),
+				headNorm(p+"attn_q_norm.weight"),
+				headNorm(p+"attn_k_norm.weight"),
+				matrix(p+"attn_q.weight", []uint64{d, qDim}, 1/math.Sqrt(float64(d))),
+				matrix(p+"attn_k.weight", []uint64{d, kvDim}, 1/math.Sqrt(float64(d))),
+				matrix(p+"attn_v.weight", []uint64{d, kvDim}, 1/math.Sqrt(float64(d))),
+				matrix(p+"attn_output.weight", []uint64{qDim, d}, 1/math.Sqrt(float64(qDim))),
+				norm(p+"post_attention_norm.weight"),
+				norm(p+"ffn_norm.weight"),
+				matrix(p+"ffn_gate.weight", []uint64{d, ff}, 1/math.Sqrt(float64(d))),
+				matrix(p+"ffn_up.weight", []uint64{d, ff}, 1/math.Sqrt(float64(d))),
+				matrix(p+"ffn_down.weight", []uint64{ff, d}, 1/math.Sqrt(float64(ff))),
+				norm(p+"post_ffw_norm.weight"),
+			)
+			continue
+		}
+		if s.Arch == "phi3" {
+			// fused Q|K|V rows and fused gate|up rows, as
+			// llama.cpp's phi3 loader reads them
+			err = errors.Join(err,
+				norm(p+"attn_norm.weight"),
+				matrix(p+"attn_qkv.weight", []uint64{d, qDim + 2*kvDim}, 1/math.Sqrt(float64(d))),
+				matrix(p+"attn_output.weight", []uint64{qDim, d}, 1/math.Sqrt(float64(qDim))),
+				norm(p+"ffn_norm.weight"),
+				matrix(p+"ffn_up.weight", []uint64{d, 2 * ff}, 1/math.Sqrt(float64(d))),
+				matrix(p+"ffn_down.weight", []uint64{ff, d}, 1/math.Sqrt(float64(ff))),
+			)
+			continue
+		}
 		err = errors.Join(err,
 			norm(p+"attn_norm.weight"),
+			headNorm(p+"attn_q_norm.weight"),
+			headNorm(p+"attn_k_norm.weight"),
 			matrix(p+"attn_q.weight", []uint64{d, qDim}, 1/math.Sqrt(float64(d))),
 			matrix(p+"attn_k.weight", []uint64{d, kvDim}, 1/math.Sqrt(float64(d))),
 			matrix(p+"attn_v.weight", []uint64{d, kvDim}, 1/math.Sqrt(float64(d))),
@@ -373,8 +555,8 @@ func newSynthWriter(s SynthSpec, vocab *File, nVocab int, archKVs ...KV) (*synth
 	kvs = append(kvs, archKVs...)
 	kvs = append(kvs, KV{a + "vocab_size", uint32(nVocab)}, KV{"lldiff.synthetic.seed", s.Seed})
 	pre := ""
-	if s.Arch == "qwen2" {
-		pre = "qwen2"
+	if s.Arch == "qwen2" || s.Arch == "qwen3" {
+		pre = "qwen2" // convert_hf_to_gguf.py writes it for Qwen3 too
 	}
 	for _, kv := range vocab.KVs {
 		if kv.Key == "tokenizer.ggml.pre" && pre != "" {

@@ -21,7 +21,20 @@ var synthVocabs = map[string]string{
 	// models use GPT-2's byte-level BPE, with the pre-tokenizer set to
 	// "qwen2" (see newSynthWriter).
 	"qwen2": "vocab/ggml-vocab-gpt-2.gguf",
+	// Qwen3's vocabulary is Qwen2's: the same stand-in.
+	"qwen3": "vocab/ggml-vocab-gpt-2.gguf",
+	// Phi-3's vocabulary is Llama 2's SentencePiece with 64 added tokens
+	// (32064): Llama 2's stands in.
+	"phi3": "vocab/ggml-vocab-llama-spm.gguf",
+	// Gemma's SentencePiece vocabulary (256000 tokens) is not shipped:
+	// Llama 2's stands in.
+	"gemma2": "vocab/ggml-vocab-llama-spm.gguf",
+	"gemma3": "vocab/ggml-vocab-llama-spm.gguf", // Gemma 3's has 262144 tokens
 }
+
+// synthArchs are the architectures WriteSynthetic writes, in the order
+// errors list them.
+var synthArchs = []string{"llama", "gpt2", "gptneox", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"}
 
 // ShippedVocab parses the vocabulary of arch that is compiled into the
 // binary (see SynthVocab).
@@ -40,7 +53,7 @@ func ShippedVocab(arch string) (*File, error) {
 // SynthVocab returns the name, relative to testdata/models, of the shipped
 // vocabulary WriteSynthetic uses for arch when SynthSpec.VocabPath is
 // empty: the Llama 2 SentencePiece vocabulary for llama, GPT-2's BPE for
-// gpt2 and, standing in for Qwen2's, for qwen2, GPT-NeoX's BPE (Pythia's)
+// gpt2 and, standing in for Qwen's, for qwen2 and qwen3, GPT-NeoX's BPE (Pythia's)
 // for gptneox. The files are compiled into
 // the binary (package lldiff at the module root). It returns "" for other
 // architectures.
@@ -56,6 +69,9 @@ func SynthVocab(arch string) string {
 const (
 	synthBiasSigma = 0.1 // every bias, norm biases included
 	synthPosSigma  = 0.5 // position_embd.weight (gpt2)
+	// synthHeadNormSigma is the deviation of qwen3's per-head q and k norm
+	// weights about 1.
+	synthHeadNormSigma = 0.1
 )
 
 // writeSyntheticLayerNorm writes a gpt2 or gptneox model, the tensors and

@@ -32,7 +32,8 @@ const (
 	// LensNorm applies the final RMSNorm with its weight γ, then W_U:
 	// W_U · (γ ⊙ x / sqrt(mean(x²) + eps)). With a final LayerNorm it is
 	// W_U · (γ ⊙ (x − mean x) / sqrt(var(x) + eps) + β) (+ an output bias
-	// where the model has one).
+	// where the model has one), and where the model soft-caps its logits
+	// (gemma2) the same cap.
 	LensNorm LensMode = iota
 	// LensGamma scales by γ without the rescaling: W_U · (γ ⊙ x); with a
 	// LayerNorm W_U · (γ ⊙ (x − mean x)), centred as the norm centres but
@@ -90,6 +91,20 @@ type Unembedding struct {
 	// Eps is the norm's epsilon (attention.layer_norm_rms_epsilon, or
 	// attention.layer_norm_epsilon for a LayerNorm).
 	Eps float64
+	// FinalSoftcap, when positive, is c of the final logit soft-capping
+	// c·tanh(logit/c) (gemma2: final_logit_softcapping, llama.cpp's
+	// default 30), which LensNorm applies as the model does (Softcap).
+	FinalSoftcap float64
+}
+
+// Softcap replaces each logit l of v by c·tanh(l/c) as llama.cpp's gemma2
+// graph computes it: a float32 product with float32(1/c), tanh, a float32
+// product with c.
+func Softcap(v []float32, c float64) {
+	inv, cc := float32(1/c), float32(c)
+	for i, l := range v {
+		v[i] = float32(math.Tanh(float64(l*inv))) * cc
+	}
 }
 
 // FindUnembedding returns the unembedding of the model in f, or an error
@@ -121,6 +136,24 @@ func FindUnembedding(f *File) (*Unembedding, error) {
 		return nil, fmt.Errorf("%s: %s.%s is %v; the norm's epsilon must be positive", path, info.Arch, epsKey, info.NormEps)
 	}
 	w := &Unembedding{Norm: NormTensor, Eps: info.NormEps, D: info.DModel, LayerNorm: info.LayerNorm}
+	switch info.Arch {
+	case "gemma2":
+		w.FinalSoftcap = 30 // llama.cpp's default, which its gemma2 graph always applies
+		if c, ok := f.Float("gemma2.final_logit_softcapping"); ok {
+			w.FinalSoftcap = c
+		}
+		if !(w.FinalSoftcap > 0) || math.IsInf(w.FinalSoftcap, 0) {
+			return nil, fmt.Errorf("%s: gemma2.final_logit_softcapping is %v; it must be positive", path, w.FinalSoftcap)
+		}
+	case "gemma3":
+		// applied only when set and not 0, as llama.cpp's gemma3 graph does
+		if c, ok := f.Float("gemma3.final_logit_softcapping"); ok && c != 0 {
+			if !(c > 0) || math.IsInf(c, 0) {
+				return nil, fmt.Errorf("%s: gemma3.final_logit_softcapping is %v; it must be positive or 0", path, c)
+			}
+			w.FinalSoftcap = c
+		}
+	}
 	g, ok := f.Tensor(NormTensor)
 	if !ok {
 		return nil, fmt.Errorf("%s has no %s (the final norm weight γ): the logit lens needs it", path, NormTensor)

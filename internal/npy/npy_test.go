@@ -2,8 +2,10 @@ package npy
 
 import (
 	"bytes"
+	"math"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -64,5 +66,46 @@ func TestNumpyLoads(t *testing.T) {
 	}
 	if got := string(bytes.TrimSpace(out)); got != "float32 (2, 3) 6.5" {
 		t.Fatalf("numpy read %q", got)
+	}
+}
+
+// TestWriterMatchesWrite: a file written in pieces by Writer has the bytes
+// Write writes for the whole array, and Writer refuses values past the
+// shape and reports a short file.
+func TestWriterMatchesWrite(t *testing.T) {
+	shape := []int{5, 3}
+	data := make([]float32, 15)
+	for i := range data {
+		data[i] = float32(i)*0.37 - 2.5
+	}
+	data[4] = float32(math.Inf(-1))
+	var whole bytes.Buffer
+	if err := Write(&whole, shape, data); err != nil {
+		t.Fatal(err)
+	}
+	var parts bytes.Buffer
+	w, err := NewWriter(&parts, shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range [][2]int{{0, 6}, {6, 6}, {6, 9}, {9, 15}} {
+		if err := w.Write(data[cut[0]:cut[1]]); err != nil {
+			t.Fatal(err)
+		}
+		if cut[1] < 15 && w.Done() == nil {
+			t.Errorf("Done after %d of 15 values: no error", cut[1])
+		}
+	}
+	if err := w.Done(); err != nil {
+		t.Error(err)
+	}
+	if !bytes.Equal(parts.Bytes(), whole.Bytes()) {
+		t.Errorf("streamed file (%d bytes) differs from Write's (%d bytes)", parts.Len(), whole.Len())
+	}
+	if err := w.Write([]float32{1}); err == nil || !strings.Contains(err.Error(), "past shape") {
+		t.Errorf("value past the shape: %v", err)
+	}
+	if int64(parts.Len()) != FileSize(shape) {
+		t.Errorf("%d bytes after a refused write, want %d", parts.Len(), FileSize(shape))
 	}
 }

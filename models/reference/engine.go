@@ -275,6 +275,9 @@ func (u unembedder) Unembed(dst, x []float32, n int, mode models.LensMode) ([]fl
 			}
 			out[v] = float32(s)
 		}
+		if mode == models.LensNorm && m.gemma != nil && m.gemma.finalSoftcap > 0 {
+			models.Softcap(out, m.gemma.finalSoftcap)
+		}
 	}
 	return dst, nil
 }

@@ -4,11 +4,15 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/lldiff/lldiff/models"
 )
 
-// Load reads a llama, gpt2, gptneox or qwen2 GGUF file and decodes all its
+// Architectures are the general.architecture values the reference runs.
+var Architectures = []string{"llama", "gpt2", "gptneox", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"}
+
+// Load reads a llama, gpt2, gptneox, qwen2 or qwen3 GGUF file and decodes all its
 // weights to float32. It refuses, with an error that says why, files the
 // reference does not define: other architectures, mixture-of-experts
 // layers, RoPE scaling (per-frequency RoPE factors, rope_freqs.weight as
@@ -26,15 +30,16 @@ func Load(path string) (*Model, error) {
 	return m, nil
 }
 
-// load dispatches on the architecture; for llama and qwen2 it reads the
-// hyperparameters with the same keys and defaults as llama.cpp's
-// llama_model::load_hparams for LLM_ARCH_LLAMA and LLM_ARCH_QWEN2, then
-// the weights (qwen2's biases on Q, K and V and its optional output.bias
-// are read by linear when the file has them).
+// load dispatches on the architecture; for llama, qwen2 and qwen3 it reads
+// the hyperparameters with the same keys and defaults as llama.cpp's
+// llama_model::load_hparams for LLM_ARCH_LLAMA, LLM_ARCH_QWEN2 and
+// LLM_ARCH_QWEN3, then the weights (qwen2's biases on Q, K and V and its
+// optional output.bias are read by linear when the file has them; qwen3's
+// per-head norms attn_q_norm and attn_k_norm are required).
 func load(f *models.File) (*Model, error) {
 	a := f.Architecture()
-	if a != "llama" && a != "gpt2" && a != "gptneox" && a != "qwen2" {
-		return nil, fmt.Errorf("architecture %q is not supported: the reference implements llama, gpt2, gptneox and qwen2", a)
+	if !slices.Contains(Architectures, a) {
+		return nil, fmt.Errorf("architecture %q is not supported: the reference implements %s", a, strings.Join(Architectures, ", "))
 	}
 	if n, _ := f.Uint(a + ".expert_count"); n > 0 {
 		return nil, fmt.Errorf("mixture-of-experts models (%s.expert_count = %d) are not supported", a, n)
@@ -50,8 +55,19 @@ func load(f *models.File) (*Model, error) {
 		// llama.cpp's qwen2 loader does not load it either
 		return nil, fmt.Errorf("per-frequency RoPE factors (rope_freqs.weight) are not part of a %s model", a)
 	}
+	for _, n := range []string{"rope_factors_long.weight", "rope_factors_short.weight"} {
+		if _, ok := f.Tensor(n); ok {
+			return nil, fmt.Errorf("long-context RoPE factors (%s) are not supported (only plain RoPE)", n)
+		}
+	}
+	switch a {
+	case "phi3":
+		return loadPhi3(f)
+	case "gemma2", "gemma3":
+		return loadGemma(f, a)
+	}
 
-	c, err := loadShape(f, p, false)
+	c, err := loadRMSHParams(f, p)
 	if err != nil {
 		return nil, err
 	}
@@ -60,21 +76,9 @@ func load(f *models.File) (*Model, error) {
 	if r := optionalUint(f, p+"rope.dimension_count", c.DHead); r != c.DHead {
 		return nil, fmt.Errorf("%srope.dimension_count %d differs from the head width %d (llama.cpp refuses this too)", p, r, c.DHead)
 	}
-	if a == "qwen2" {
+	if a == "qwen2" || a == "qwen3" {
 		// a llama Config leaves Arch "" and RopeDim 0 (all of the head)
 		c.Arch, c.RopeDim = a, c.DHead
-	}
-	c.RopeBase = 10000
-	if b, ok := metaFloat(f, p+"rope.freq_base"); ok {
-		c.RopeBase = b
-	}
-	eps, ok := metaFloat(f, p+"attention.layer_norm_rms_epsilon")
-	if !ok {
-		return nil, fmt.Errorf("metadata %sattention.layer_norm_rms_epsilon is missing", p)
-	}
-	c.NormEps = eps
-	if c.NVocab, err = nVocab(f); err != nil {
-		return nil, err
 	}
 
 	r := reader{f: f}
@@ -90,16 +94,28 @@ func load(f *models.File) (*Model, error) {
 	q, kv := c.NHead*c.DHead, c.NHeadKV*c.DHead
 	for l := 0; l < c.NLayer; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
-		if a == "qwen2" {
-			// llama.cpp's qwen2 loader has no other biases, and refuses
-			// a file with tensors it does not load
-			for _, b := range []string{"attn_output", "ffn_gate", "ffn_up", "ffn_down"} {
-				if _, ok := f.Tensor(p + b + ".bias"); ok {
-					return nil, fmt.Errorf("tensor %s%s.bias is not part of a qwen2 model", p, b)
-				}
+		// llama.cpp's qwen2 loader has no other biases, its qwen3 loader
+		// none, and both refuse a file with tensors they do not load
+		var noBias []string
+		switch a {
+		case "qwen2":
+			noBias = []string{"attn_output", "ffn_gate", "ffn_up", "ffn_down"}
+		case "qwen3":
+			noBias = []string{"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}
+		}
+		for _, b := range noBias {
+			if _, ok := f.Tensor(p + b + ".bias"); ok {
+				return nil, fmt.Errorf("tensor %s%s.bias is not part of a %s model", p, b, a)
 			}
 		}
+		var qNorm, kNorm []float32
+		if a == "qwen3" {
+			qNorm = r.read(p+"attn_q_norm.weight", c.DHead)
+			kNorm = r.read(p+"attn_k_norm.weight", c.DHead)
+		}
 		m.layers = append(m.layers, layer{
+			qNorm:    qNorm,
+			kNorm:    kNorm,
 			attnNorm: r.read(p+"attn_norm.weight", c.DModel),
 			wq:       r.linear(p+"attn_q", c.DModel, q),
 			wk:       r.linear(p+"attn_k", c.DModel, kv),
@@ -109,6 +125,85 @@ func load(f *models.File) (*Model, error) {
 			gate:     r.linear(p+"ffn_gate", c.DModel, c.DFF),
 			up:       r.linear(p+"ffn_up", c.DModel, c.DFF),
 			down:     r.linear(p+"ffn_down", c.DFF, c.DModel),
+		})
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return m, nil
+}
+
+// loadRMSHParams reads the hyperparameters of an RMSNorm architecture
+// under the key prefix p: the shape (loadShape), the rope base (default
+// 10000), the norm epsilon and the vocabulary size.
+func loadRMSHParams(f *models.File, p string) (Config, error) {
+	c, err := loadShape(f, p, false)
+	if err != nil {
+		return c, err
+	}
+	c.RopeBase = 10000
+	if b, ok := metaFloat(f, p+"rope.freq_base"); ok {
+		c.RopeBase = b
+	}
+	eps, ok := metaFloat(f, p+"attention.layer_norm_rms_epsilon")
+	if !ok {
+		return c, fmt.Errorf("metadata %sattention.layer_norm_rms_epsilon is missing", p)
+	}
+	c.NormEps = eps
+	c.NVocab, err = nVocab(f)
+	return c, err
+}
+
+// loadPhi3 reads a phi3 file as llama.cpp's loader does for LLM_ARCH_PHI3:
+// the fused attn_qkv.weight is split into W_Q, W_K and W_V (its rows are
+// the d_model query rows, then the key rows, then the value rows, as the
+// graph's views take them), and the fused ffn_up.weight into W_gate (the
+// first d_ff rows, which ggml_swiglu passes through silu) and W_up (the
+// last d_ff). RoPE is NEOX over rope.dimension_count dimensions of each
+// head (default all).
+func loadPhi3(f *models.File) (*Model, error) {
+	const p = "phi3."
+	c, err := loadRMSHParams(f, p)
+	if err != nil {
+		return nil, err
+	}
+	c.Arch = "phi3"
+	c.RopeDim = optionalUint(f, p+"rope.dimension_count", c.DHead)
+	if c.RopeDim <= 0 || c.RopeDim > c.DHead || c.RopeDim%2 != 0 {
+		return nil, fmt.Errorf("%srope.dimension_count %d must be even and in 2..%d (the head width)", p, c.RopeDim, c.DHead)
+	}
+	if c.NHead*c.DHead != c.DModel {
+		return nil, fmt.Errorf("%d heads of %d do not span d_model %d (llama.cpp's phi3 graph needs them to)", c.NHead, c.DHead, c.DModel)
+	}
+	r := reader{f: f}
+	m := &Model{Config: c}
+	m.tokEmbd = r.read("token_embd.weight", c.DModel, c.NVocab)
+	m.outputNorm = r.read("output_norm.weight", c.DModel)
+	m.readUnembed(&r, false)
+	if _, ok := f.Tensor("output.bias"); ok {
+		return nil, fmt.Errorf("tensor output.bias is not part of a phi3 model")
+	}
+	kv := c.NHeadKV * c.DHead
+	for l := 0; l < c.NLayer; l++ {
+		lp := fmt.Sprintf("blk.%d.", l)
+		qkv := r.read(lp+"attn_qkv.weight", c.DModel, c.DModel+2*kv)
+		up := r.read(lp+"ffn_up.weight", c.DModel, 2*c.DFF)
+		if r.err != nil {
+			return nil, r.err
+		}
+		rows := func(w []float32, in, from, to int) linear {
+			return linear{in: in, out: to - from, w: w[from*in : to*in]}
+		}
+		m.layers = append(m.layers, layer{
+			attnNorm: r.read(lp+"attn_norm.weight", c.DModel),
+			wq:       rows(qkv, c.DModel, 0, c.DModel),
+			wk:       rows(qkv, c.DModel, c.DModel, c.DModel+kv),
+			wv:       rows(qkv, c.DModel, c.DModel+kv, c.DModel+2*kv),
+			wo:       r.linear(lp+"attn_output", c.DModel, c.DModel),
+			ffnNorm:  r.read(lp+"ffn_norm.weight", c.DModel),
+			gate:     rows(up, c.DModel, 0, c.DFF),
+			up:       rows(up, c.DModel, c.DFF, 2*c.DFF),
+			down:     r.linear(lp+"ffn_down", c.DFF, c.DModel),
 		})
 	}
 	if r.err != nil {

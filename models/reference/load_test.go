@@ -130,7 +130,7 @@ func TestLoadRefuses(t *testing.T) {
 		edit    edit
 		wantErr []string
 	}{
-		{"architecture", setKV("general.architecture", "bert"), []string{`architecture "bert" is not supported`, "llama, gpt2, gptneox and qwen2"}},
+		{"architecture", setKV("general.architecture", "bert"), []string{`architecture "bert" is not supported`, "llama, gpt2, gptneox, qwen2, qwen3, phi3, gemma2, gemma3"}},
 		// (Q8_1 is an activation format that no decoder here reads.)
 		{"tensor type", tensor("blk.0.ffn_down.weight", func(t *ggufTensor) {
 			t.typ, t.data = models.Q8_1, make([]byte, 2048/32*36)

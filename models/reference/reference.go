@@ -1,7 +1,10 @@
 // Package reference is a plain Go forward pass of the llama architecture, the
 // definition that lldiff's captured activations are checked against. qwen2
 // (Qwen2, Qwen2.5) is llama with biases on Q, K and V and NEOX rotary
-// embeddings, and runs here too. The LayerNorm architectures gpt2 and
+// embeddings, and runs here too, as does qwen3 (no biases; each query and
+// key head RMS-normalized before RoPE), and phi3 (Phi-3: fused Q|K|V and
+// gate|up matrices, split at load, NEOX rotary embeddings); gemma2 is in
+// reference_gemma.go. The LayerNorm architectures gpt2 and
 // gptneox (Pythia) are in reference_ln.go.
 //
 // It shares no code with llama.cpp. Every step is written out once, in the
@@ -56,7 +59,7 @@ type Config struct {
 	RopeBase float64 // llama.rope.freq_base, 10000 when absent
 	NormEps  float64 // llama.attention.layer_norm_rms_epsilon
 
-	// Arch is "llama" (also when empty), "qwen2", "gpt2" or "gptneox"; the
+	// Arch is "llama" (also when empty), "qwen2", "qwen3", "phi3", "gpt2" or "gptneox"; the
 	// last two are defined in reference_ln.go.
 	Arch string
 	// RopeDim is how many dimensions of each head RoPE rotates: DHead for
@@ -77,9 +80,10 @@ type Model struct {
 
 	tokEmbd    []float32 // token_embd.weight: NVocab rows of DModel; row t embeds token t
 	layers     []layer
-	outputNorm []float32 // output_norm.weight: the γ of the final RMSNorm
-	unembed    linear    // output.weight, or token_embd.weight when tied
-	ln         *lnModel  // gpt2 and gptneox (reference_ln.go); nil for llama
+	outputNorm []float32    // output_norm.weight: the γ of the final RMSNorm
+	unembed    linear       // output.weight, or token_embd.weight when tied
+	ln         *lnModel     // gpt2 and gptneox (reference_ln.go); nil for llama
+	gemma      *gemmaConfig // gemma2 (reference_gemma.go); nil otherwise
 	// ropeFreqs is rope_freqs.weight (llama only, as in Llama 3.1 and 3.2):
 	// DHead/2 divisors of the RoPE angles, one per rotated pair; nil
 	// without it.
@@ -88,9 +92,13 @@ type Model struct {
 
 type layer struct {
 	attnNorm       []float32 // blk.L.attn_norm.weight
+	qNorm, kNorm   []float32 // blk.L.attn_{q,k}_norm.weight (qwen3: an RMSNorm of each head); nil otherwise
 	wq, wk, wv, wo linear    // blk.L.attn_{q,k,v,output}.weight (and .bias when present)
 	ffnNorm        []float32 // blk.L.ffn_norm.weight
 	gate, up, down linear    // blk.L.ffn_{gate,up,down}.weight (and .bias when present)
+	// postAttnNorm and postFFNNorm are gemma2's
+	// blk.L.post_attention_norm.weight and blk.L.post_ffw_norm.weight.
+	postAttnNorm, postFFNNorm []float32
 }
 
 // linear is y = W x + b for a ggml weight of shape [in, out]: out rows of in
@@ -129,6 +137,9 @@ func (m *Model) run(tokens []int32, edit func(name string, rows [][]float32)) (*
 	if m.ln != nil {
 		return m.runLN(tokens, edit)
 	}
+	if m.gemma != nil {
+		return m.runGemma(tokens, edit)
+	}
 	r := &Result{Tokens: append([]int32(nil), tokens...), nLayer: c.NLayer, acts: map[string][][]float32{}, edit: edit}
 
 	// blocks.0.hook_resid_pre: row t of token_embd.weight for token t.
@@ -151,7 +162,11 @@ func (m *Model) run(tokens []int32, edit func(name string, rows [][]float32)) (*
 		attnOut := mapRows(z, ly.wo.apply)
 		r.add(fmt.Sprintf("blocks.%d.hook_attn_out", l), attnOut) // [attn_out-L; qwen2: unnamed MUL_MAT]
 		mid := addRows(x, attnOut)
-		r.add(fmt.Sprintf("blocks.%d.hook_resid_mid", l), mid) // [ffn_inp-L]
+		if c.Arch != "phi3" {
+			// phi3 has no resid_mid hook (see models' phi3 table): the
+			// reference computes the hooks llama.cpp can show
+			r.add(fmt.Sprintf("blocks.%d.hook_resid_mid", l), mid) // [ffn_inp-L]
+		}
 
 		mlpOut := mapRows(mid, func(v []float32) []float32 { return m.mlp(ly, v) })
 		r.add(fmt.Sprintf("blocks.%d.hook_mlp_out", l), mlpOut) // [ffn_out-L]
@@ -181,7 +196,8 @@ func (m *Model) mlp(ly layer, x []float32) []float32 {
 // attention returns z, the concatenated outputs of all query heads at every
 // position, for the residual stream x of one layer. With h = RMSNorm(x) *
 // attn_norm, q = RoPE(W_Q h + b_Q), k = RoPE(W_K h + b_K) and
-// v = W_V h + b_V (the biases where the file has them: qwen2), the output
+// v = W_V h + b_V (the biases where the file has them: qwen2; for qwen3
+// each head of W_Q h and W_K h is RMS-normalized before RoPE), the output
 // of query head i at position p is
 //
 //	z_i[p] = sum over s <= p of softmax_s(q_i[p] · k_j[s] / sqrt(d_head)) v_j[s]
@@ -196,10 +212,18 @@ func (m *Model) attention(ly layer, x [][]float32) [][]float32 {
 	for p := range x {
 		h := rmsNorm(x[p], ly.attnNorm, c.NormEps)
 		q[p], k[p], v[p] = ly.wq.apply(h), ly.wk.apply(h), ly.wv.apply(h)
-		if c.Arch == "qwen2" {
-			// llama.cpp's rope type NEOX for LLM_ARCH_QWEN2
-			ropeNeox(q[p], p, c.DHead, c.DHead, c.RopeBase)
-			ropeNeox(k[p], p, c.DHead, c.DHead, c.RopeBase)
+		if ly.qNorm != nil {
+			// qwen3: each head RMS-normalized with its own weights, with
+			// the model's epsilon, before RoPE (llama.cpp's build_norm on
+			// the [d_head, n_head, n_tokens] view)
+			headNorm(q[p], ly.qNorm, c.NormEps)
+			headNorm(k[p], ly.kNorm, c.NormEps)
+		}
+		if c.Arch == "qwen2" || c.Arch == "qwen3" || c.Arch == "phi3" {
+			// llama.cpp's rope type NEOX for these architectures; phi3
+			// may rotate part of each head
+			ropeNeox(q[p], p, c.DHead, c.RopeDim, c.RopeBase)
+			ropeNeox(k[p], p, c.DHead, c.RopeDim, c.RopeBase)
 		} else {
 			ropeFactors(q[p], p, c.DHead, c.RopeBase, m.ropeFreqs)
 			ropeFactors(k[p], p, c.DHead, c.RopeBase, m.ropeFreqs)
@@ -269,6 +293,14 @@ func ropeFactors(vec []float32, pos, dHead int, base float64, freqs []float32) [
 		}
 	}
 	return vec
+}
+
+// headNorm replaces each head of vec (heads of len(gamma), laid end to
+// end) by its rmsNorm with gamma.
+func headNorm(vec, gamma []float32, eps float64) {
+	for h := 0; h+len(gamma) <= len(vec); h += len(gamma) {
+		copy(vec[h:], rmsNorm(vec[h:h+len(gamma)], gamma, eps))
+	}
 }
 
 // rmsNorm returns x / sqrt(mean(x²) + eps) * gamma.

@@ -1,0 +1,2 @@
+// Compiles llama.cpp's tools/mtmd/mtmd-audio.cpp from the module cache (see mtmd.go).
+#include "../tools/mtmd/mtmd-audio.cpp"
