@@ -18,6 +18,7 @@ import (
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/internal/outfile"
 	"github.com/lldiff/lldiff/internal/safetext"
+	"github.com/lldiff/lldiff/report"
 )
 
 // MapOptions are the options of `lldiff map`, parsed and checked.
@@ -34,6 +35,9 @@ type MapOptions struct {
 	Plot      string
 	Force     bool
 	JSON      bool
+	// HTML is --html: also write the report page there (--force replaces
+	// it, as it does --plot).
+	HTML string
 }
 
 func newCmdMap(io *IOStreams, runF func(*MapOptions) error) *cobra.Command {
@@ -104,7 +108,8 @@ between every two of them (x and y are labels, or prompts of their own).
 	f.StringArrayVar(&opts.Diffs, "diffs", nil, "difference x|y compared with the others at every layer (repeatable; more pairs may follow as arguments)")
 	f.IntVar(&opts.Nearest, "nearest", 5, "answers per analogy")
 	f.StringVar(&opts.Plot, "plot", "", "write the PCA map to FILE.png or FILE.svg")
-	f.BoolVar(&opts.Force, "force", false, "replace an existing --plot file")
+	f.BoolVar(&opts.Force, "force", false, "replace an existing --plot or --html file")
+	addHTMLFlag(f, &opts.HTML, nil)
 	f.BoolVar(&opts.JSON, "json", false, "print JSON (schema in docs/geometry.md)")
 	return cmd
 }
@@ -123,6 +128,9 @@ func plotPath(path, hook string, n int) string {
 }
 
 func mapRun(opts *MapOptions) error {
+	if err := checkHTMLFlag(opts.HTML, opts.Force); err != nil {
+		return err
+	}
 	var items []analysis.MapItem
 	if opts.Prompts != "" {
 		b, err := readSmallFile(opts.Prompts, maxPromptFile)
@@ -163,10 +171,18 @@ func mapRun(opts *MapOptions) error {
 			}
 		}
 	}
-	if opts.JSON {
-		return writeJSON(opts.IO.Out, doc)
+	if err := writeHTML(opts.HTML, report.KindMap, doc); err != nil {
+		return err
 	}
-	return printMap(opts, doc)
+	if opts.JSON {
+		err = writeJSON(opts.IO.Out, doc)
+	} else {
+		err = printMap(opts, doc)
+	}
+	if err == nil {
+		noteHTML(opts.IO, opts.JSON, opts.HTML)
+	}
+	return err
 }
 
 // parseMapHooks resolves --hook as analysis.Map does, to name the plots

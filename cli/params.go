@@ -20,6 +20,7 @@ import (
 	"github.com/lldiff/lldiff/internal/safetext"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
+	"github.com/lldiff/lldiff/report"
 )
 
 // ParamsOptions are the options of `lldiff params`, parsed and checked.
@@ -51,6 +52,9 @@ type ParamsOptions struct {
 	AlignKind string
 	Plot      string
 	Force     bool
+	// HTML is --html: also write the report page there (--force replaces
+	// it, as it does --plot).
+	HTML string
 }
 
 func newCmdParams(io *IOStreams, runF func(*ParamsOptions) error) *cobra.Command {
@@ -112,6 +116,9 @@ activation(A) − activation(B) times the projection of the write direction
 				return err
 			}
 			if opts.Align != "" {
+				if opts.HTML != "" {
+					return usageErr("--html draws the reading of one layer; the --align correlations are drawn by --plot FILE.png|FILE.svg")
+				}
 				if opts.Plot != "" {
 					if e := strings.ToLower(filepath.Ext(opts.Plot)); e != ".png" && e != ".svg" {
 						return usageErr("--plot %q: give a file ending in .png or .svg", opts.Plot)
@@ -179,7 +186,8 @@ activation(A) − activation(B) times the projection of the write direction
 	f.StringVar(&opts.Align, "align", "", "correlate every layer's MLP with every layer of this model (same vocabulary) in embedding space")
 	f.StringVar(&opts.AlignKind, "align-kind", "down", "what --align compares: down (write vectors) or up (read vectors)")
 	f.StringVar(&opts.Plot, "plot", "", "write the --align heatmap to FILE.png or FILE.svg")
-	f.BoolVar(&opts.Force, "force", false, "replace an existing --plot file")
+	f.BoolVar(&opts.Force, "force", false, "replace an existing --plot or --html file")
+	addHTMLFlag(f, &opts.HTML, nil)
 	f.BoolVar(&opts.AllTokens, "all-tokens", false, "also list byte-fallback, control and unknown tokens")
 	f.BoolVar(&opts.JSON, "json", false, "print JSON (schema in docs/geometry.md)")
 	return cmd
@@ -205,6 +213,9 @@ func parseIndexList(flag, s string) ([]int, error) {
 type ParamsJSON = analysis.ParamsResult
 
 func paramsRun(opts *ParamsOptions) error {
+	if err := checkHTMLFlag(opts.HTML, opts.Force); err != nil {
+		return err
+	}
 	w, err := models.OpenWeights(opts.Model.Model)
 	if err != nil {
 		return err
@@ -236,10 +247,18 @@ func paramsRun(opts *ParamsOptions) error {
 	if err != nil {
 		return flagAdvice(err)
 	}
-	if opts.JSON {
-		return writeJSON(opts.IO.Out, doc)
+	if err := writeHTML(opts.HTML, report.KindParams, doc); err != nil {
+		return err
 	}
-	return printParams(opts, doc)
+	if opts.JSON {
+		err = writeJSON(opts.IO.Out, doc)
+	} else {
+		err = printParams(opts, doc)
+	}
+	if err == nil {
+		noteHTML(opts.IO, opts.JSON, opts.HTML)
+	}
+	return err
 }
 
 func printParams(opts *ParamsOptions, doc *ParamsJSON) error {

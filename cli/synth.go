@@ -79,7 +79,7 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	f := cmd.Flags()
 	f.StringVarP(&opts.Out, "output", "o", "", "output GGUF file")
 	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: "+strings.Join(models.SynthPresets(), ", "))
-	f.StringVar(&opts.Type, "type", "", "weight type: F32, F16, Q8_0, Q4_0, Q4_K, Q4_K_M, Q6_K (default: the preset's)")
+	f.StringVar(&opts.Type, "type", "", "weight type: F32, F16, Q8_0, Q4_0, Q5_0, Q2_K, Q3_K_M, Q4_K, Q4_K_M, Q5_K_M, Q6_K (default: the preset's)")
 	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the architecture's real vocabulary, built into lldiff: Llama-2 SentencePiece, GPT-2 or GPT-NeoX BPE; GPT-2's for qwen2 and qwen3, Llama 2's for phi3, gemma2 and gemma3)")
 	f.IntVar(&opts.Layers, "layers", 0, "layers")
 	f.IntVar(&opts.DModel, "d-model", 0, "d_model")

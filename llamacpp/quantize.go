@@ -29,6 +29,10 @@ var quantTypes = map[string]C.enum_llama_ftype{
 	"Q4_K_S": C.LLAMA_FTYPE_MOSTLY_Q4_K_S,
 	"Q4_K_M": C.LLAMA_FTYPE_MOSTLY_Q4_K_M,
 	"Q6_K":   C.LLAMA_FTYPE_MOSTLY_Q6_K,
+	"Q2_K":   C.LLAMA_FTYPE_MOSTLY_Q2_K,
+	"Q3_K_M": C.LLAMA_FTYPE_MOSTLY_Q3_K_M,
+	"Q5_K_M": C.LLAMA_FTYPE_MOSTLY_Q5_K_M,
+	"Q5_0":   C.LLAMA_FTYPE_MOSTLY_Q5_0,
 }
 
 // QuantTypes lists the types Quantize accepts.
@@ -43,7 +47,8 @@ func QuantTypes() []string {
 
 // QuantizeParams configure Quantize.
 type QuantizeParams struct {
-	// Type is the target: F32, F16, Q8_0, Q4_0, Q4_K (= Q4_K_S), Q4_K_M, Q6_K.
+	// Type is the target: F32, F16, Q8_0, Q4_0, Q5_0, Q2_K, Q3_K_M, Q4_K (= Q4_K_S),
+	// Q4_K_M, Q5_K_M, Q6_K.
 	Type string
 	// Pure quantizes every matrix to Type; otherwise llama.cpp's mixture
 	// for that file type is used (for example Q6_K output.weight in Q4_K_M).

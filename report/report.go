@@ -1,6 +1,6 @@
 // Package report renders the JSON document of an lldiff command (compare,
-// patch, contrast, vec) as one self-contained HTML page: the page's HTML,
-// its CSS and JavaScript (assets/app.css, assets/app.js, embedded) and the
+// patch, contrast, vec, params, map) as one self-contained HTML page: the
+// page's HTML, its CSS and JavaScript (assets/app.css, assets/app.js, embedded) and the
 // document itself, inlined as JSON. The page makes no request: no CDN, no
 // web fonts, no images from elsewhere, and a Content-Security-Policy that
 // forbids them. It opens from disk in any current browser.
@@ -30,10 +30,12 @@ const (
 	KindPatch    Kind = "patch"
 	KindContrast Kind = "contrast"
 	KindVec      Kind = "vec"
+	KindParams   Kind = "params"
+	KindMap      Kind = "map"
 )
 
 // Kinds lists the kinds Write accepts.
-var Kinds = []Kind{KindCompare, KindPatch, KindContrast, KindVec}
+var Kinds = []Kind{KindCompare, KindPatch, KindContrast, KindVec, KindParams, KindMap}
 
 //go:embed assets/app.js assets/app.css
 var assets embed.FS

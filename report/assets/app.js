@@ -1,4 +1,5 @@
-// lldiff report: draws the JSON document of compare, patch, contrast or vec.
+// lldiff report: draws the JSON document of compare, patch, contrast, vec,
+// params or map.
 // Plain JavaScript, no library, no request: every chart is SVG built here.
 // window.lldiff.render(element, kind, doc) draws a document into element;
 // window.lldiff.boot(root, dataElement) does it for the one-file report.
@@ -1049,9 +1050,208 @@
     notesCard(main, "Notes", doc.notes);
   }
 
+  // ================= params =================
+
+  // tokList shows the tokens of a projection, each with its value on hover.
+  function tokList(ts, color) {
+    return (ts || []).map(function (t) {
+      return hover(el("span", { "class": "lens-tok mono", "data-value": String(t.value), text: pieceText(t.piece), style: { background: color } }),
+        [["token", JSON.stringify(t.piece) + "  id " + t.id, true], ["value", num(t.value)]]);
+    });
+  }
+  // pairList shows the token pairs of a circuit as "in → out".
+  function pairList(ps, color, names) {
+    return (ps || []).map(function (p) {
+      return hover(el("span", { "class": "lens-tok mono", "data-value": String(p.value), style: { background: color } },
+        pieceText(p.in_piece), el("span", { "class": "arrow", text: " → " }), pieceText(p.out_piece)),
+        [[names[0], JSON.stringify(p.in_piece) + "  id " + p.in, true], [names[1], JSON.stringify(p.out_piece) + "  id " + p.out, true], ["value", num(p.value)]]);
+    });
+  }
+  function plainTable(id, head, rows) {
+    var t = el("table", { "class": "t", id: id });
+    t.appendChild(el("thead", null, el("tr", null, head.map(function (h) { return el("th", { "class": h.num ? "num" : null, text: h.label }); }))));
+    var tb = el("tbody");
+    rows.forEach(function (r) { tb.appendChild(el("tr", { "data-key": r.key }, r.cells)); });
+    t.appendChild(tb);
+    return el("div", { "class": "scroll" }, t);
+  }
+  function col(name, content, cls) { var td = el("td", { "class": cls || null }, content); td.setAttribute("data-col", name); return td; }
+  function numCol(name, v) { var td = numCell(v === undefined ? null : v); td.setAttribute("data-col", name); return td; }
+
+  function renderParams(main, doc, st) {
+    var sh = doc.shape || {};
+    var ic = card(main, "Layer " + doc.layer, "weights read as tokens; " + lensNote(doc.lens_norm), "", "layer");
+    ic.appendChild(facts([["model", baseName(doc.model || "") + " (" + doc.arch + ")", "model"], ["layer", String(doc.layer), "layer"],
+      ["shape", "n_layer " + sh.n_layer + " · d_model " + sh.d_model + " · d_ff " + sh.d_ff + " · heads " + sh.n_head + "/" + sh.n_head_kv + " kv · d_head " + sh.d_head + " · vocab " + sh.n_vocab, "shape"],
+      ["tensors", (doc.tensors || []).join(" "), "tensors"]]));
+    var up = "#fddbc7", down = "#d1e5f0";
+    var ns = doc.neurons || [];
+    if (ns.length) {
+      var hasGate = ns.some(function (n) { return n.gate; });
+      var nc = card(main, "MLP neurons", "write: column N of ffn_down through the unembedding; up/gate: the direction the neuron reads", "", "neurons");
+      var head = [{ label: "neuron" }, { label: "‖write‖", num: true }, { label: "write: promotes" }, { label: "write: suppresses" }, { label: "up: top" }, { label: "up: bottom" }];
+      if (hasGate) head.push({ label: "gate: top" }, { label: "gate: bottom" });
+      nc.appendChild(plainTable("neurons-table", head, ns.map(function (n) {
+        var cells = [col("index", String(n.index), "mono"), numCol("write_norm", n.write_norm),
+          col("write_top", tokList(n.write.top, up)), col("write_bottom", tokList(n.write.bottom, down)),
+          col("up_top", tokList(n.up.top, up)), col("up_bottom", tokList(n.up.bottom, down))];
+        if (hasGate) cells.push(col("gate_top", n.gate ? tokList(n.gate.top, up) : "–"), col("gate_bottom", n.gate ? tokList(n.gate.bottom, down) : "–"));
+        return { key: String(n.index), cells: cells };
+      })));
+    }
+    var hs = doc.heads || [];
+    if (hs.length) {
+      var hc = card(main, "Attention heads", "OV: attended token → token it promotes (top) or suppresses (bottom); QK: query → key pairs that attend most and least, at relative position 0", "", "heads");
+      hc.appendChild(plainTable("heads-table", [{ label: "head" }, { label: "kv head" }, { label: "OV top" }, { label: "OV bottom" }, { label: "QK top" }, { label: "QK bottom" }], hs.map(function (h) {
+        return { key: String(h.head), cells: [col("head", String(h.head), "mono"), col("kv_head", String(h.kv_head), "mono"),
+          col("ov_top", pairList(h.ov.top, up, ["input", "output"])), col("ov_bottom", pairList(h.ov.bottom, down, ["input", "output"])),
+          col("qk_top", pairList(h.qk.top, up, ["query", "key"])), col("qk_bottom", pairList(h.qk.bottom, down, ["query", "key"]))] };
+      })));
+    }
+    var a = doc.along;
+    if (a) {
+      var ac = card(main, "Along a direction", a.kind === "pair" ? "ranked by what each wrote along A − B in this run" : "ranked by the cosine of the write direction with the direction", "", "along");
+      ac.appendChild(facts([["source", a.source, "source"], ["kind", a.kind, "kind"], ["hook", hookOf(a.hook), "hook"], ["‖direction‖", num(a.norm), "norm"],
+        a.prompts ? ["prompts", a.prompts.join(" | "), "prompts"] : null,
+        a.mlp_out_along !== undefined ? ["mlp_out along", num(a.mlp_out_along) + " (neurons sum " + num(a.neuron_sum) + ")", "mlp_out_along"] : null,
+        a.attn_out_along !== undefined ? ["attn_out along", num(a.attn_out_along) + " (heads sum " + num(a.head_sum) + ")", "attn_out_along"] : null]));
+      var row = el("div", { "class": "side" });
+      var nbox = el("div", null, el("h4", { text: "Neurons" }));
+      nbox.appendChild(plainTable("along-neurons", [{ label: "neuron" }, { label: "cos", num: true }, { label: "proj", num: true }, { label: "act A", num: true }, { label: "act B", num: true }, { label: "contribution", num: true }],
+        (a.neurons || []).map(function (n) {
+          return { key: String(n.index), cells: [col("index", String(n.index), "mono"), numCol("cos", n.cos), numCol("proj", n.proj), numCol("act_a", n.act_a), numCol("act_b", n.act_b), numCol("contribution", n.contribution)] };
+        })));
+      var hbox = el("div", null, el("h4", { text: "Heads" }));
+      hbox.appendChild(plainTable("along-heads", [{ label: "head" }, { label: "kv head" }, { label: "cos", num: true }, { label: "contribution", num: true }],
+        (a.heads || []).map(function (h) {
+          return { key: String(h.head), cells: [col("head", String(h.head), "mono"), col("kv_head", String(h.kv_head), "mono"), numCol("cos", h.cos), numCol("contribution", h.contribution)] };
+        })));
+      row.appendChild(nbox); row.appendChild(hbox);
+      ac.appendChild(row);
+    }
+    notesCard(main, "Notes", doc.notes);
+  }
+
+  // ================= map =================
+
+  // Categorical colours for clusters (ColorBrewer Dark2, then Set1).
+  var CLUSTER_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#e41a1c", "#377eb8", "#4daf4a", "#984ea3"];
+  function clusterColor(k) { return CLUSTER_COLORS[((k % CLUSTER_COLORS.length) + CLUSTER_COLORS.length) % CLUSTER_COLORS.length]; }
+
+  // scatter draws labelled points. o: points [{x, y, label, color, key,
+  // tip}], xLabel, yLabel.
+  function scatter(o) {
+    var W = o.width || 560, H = o.height || 420, m = 44;
+    var xs = o.points.map(function (p) { return p.x; }), ys = o.points.map(function (p) { return p.y; });
+    var x0 = Math.min.apply(null, xs.concat([0])), x1 = Math.max.apply(null, xs.concat([0]));
+    var y0 = Math.min.apply(null, ys.concat([0])), y1 = Math.max.apply(null, ys.concat([0]));
+    if (x1 === x0) x1 = x0 + 1;
+    if (y1 === y0) y1 = y0 + 1;
+    var px = (x1 - x0) * 0.08, py = (y1 - y0) * 0.08;
+    x0 -= px; x1 += px; y0 -= py; y1 += py;
+    var X = function (x) { return m + (x - x0) / (x1 - x0) * (W - 2 * m); };
+    var Y = function (y) { return 10 + (1 - (y - y0) / (y1 - y0)) * (H - 10 - m); };
+    var s = svg("svg", { viewBox: "0 0 " + W + " " + H, width: "100%", style: "max-width:" + (W + 60) + "px", role: "img", "aria-label": o.label || "scatter" });
+    var g = svg("g", { "class": "grid" });
+    g.appendChild(svg("line", { x1: X(0), x2: X(0), y1: 10, y2: H - m }));
+    g.appendChild(svg("line", { x1: m, x2: W - m, y1: Y(0), y2: Y(0) }));
+    s.appendChild(g);
+    for (var k = 0; k <= 4; k++) {
+      var xv = x0 + (x1 - x0) * k / 4, yv = y0 + (y1 - y0) * k / 4;
+      s.appendChild(svg("text", { x: X(xv), y: H - m + 14, "text-anchor": "middle", text: num(Number(xv.toPrecision(3))) }));
+      s.appendChild(svg("text", { x: m - 6, y: Y(yv) + 4, "text-anchor": "end", text: num(Number(yv.toPrecision(3))) }));
+    }
+    s.appendChild(svg("text", { x: W / 2, y: H - 6, "text-anchor": "middle", text: o.xLabel || "" }));
+    s.appendChild(svg("text", { x: 12, y: (H - m) / 2, "text-anchor": "middle", transform: "rotate(-90 12 " + (H - m) / 2 + ")", text: o.yLabel || "" }));
+    o.points.forEach(function (p) {
+      var c = svg("circle", { cx: X(p.x), cy: Y(p.y), r: 5, fill: p.color, "class": "pt", "data-key": p.key, "data-x": String(p.x), "data-y": String(p.y) });
+      if (p.tip) hover(c, p.tip);
+      s.appendChild(c);
+      s.appendChild(svg("text", { x: X(p.x) + 7, y: Y(p.y) + 4, "class": "pt-label", style: "fill:" + p.color, text: p.label }));
+    });
+    return s;
+  }
+
+  function renderMap(main, doc, st) {
+    var items = doc.items || [];
+    var labels = items.map(function (it, i) { return it.label || "[" + (i + 1) + "]"; });
+    var hooks = doc.hooks || [];
+    var ic = card(main, "Prompts", items.length + " prompts, one vector each (" + doc.vector + ")", "", "items");
+    if (hooks.length > 1) {
+      var tabs = el("div", { "class": "tabs" });
+      hooks.forEach(function (h) {
+        var b = el("button", { type: "button", "data-key": h.hook, text: hookOf(h.hook), on: { click: function () { st.set({ hook: h.hook }); } } });
+        tabs.appendChild(b);
+      });
+      ic.appendChild(tabs);
+      st.sub(function () { Array.from(tabs.children).forEach(function (b) { b.classList.toggle("on", b.getAttribute("data-key") === st.get("hook")); }); });
+    }
+    if (!st.get("hook") && hooks.length) st.set({ hook: hooks[0].hook });
+    var body = el("div", { "class": "subgrid" });
+    main.appendChild(body);
+    var itemsBox = el("div");
+    ic.appendChild(itemsBox);
+    st.sub(function () {
+      var h = hooks.filter(function (x) { return x.hook === st.get("hook"); })[0];
+      clear(itemsBox);
+      clear(body);
+      if (!h) { itemsBox.appendChild(el("p", { "class": "empty", text: "No hook was mapped." })); return; }
+      itemsBox.appendChild(plainTable("items-table", [{ label: "label" }, { label: "text" }, { label: "cluster", num: true }, { label: "norm", num: true }, { label: "PC1", num: true }, { label: "PC2", num: true }],
+        items.map(function (it, i) {
+          return { key: labels[i], cells: [col("label", el("span", { style: { color: clusterColor(h.clusters[i]), fontWeight: 600 }, text: labels[i] }), "mono"), col("text", it.text, "mono"),
+            numCol("cluster", h.clusters[i]), numCol("norm", h.norms[i]), numCol("pc1", h.pca[i][0]), numCol("pc2", h.pca[i][1])] };
+        })));
+      var ev = h.explained_variance || [0, 0];
+      var pc = card(body, "PCA map", hookOf(h.hook) + ": the first two principal axes, labels coloured by k-means cluster", "w6", "pca");
+      pc.appendChild(facts([["PC1", fixed(100 * ev[0], 1) + "% of the variance", "pc1"], ["PC2", fixed(100 * ev[1], 1) + "% of the variance", "pc2"],
+        ["clusters", "k = " + h.k + " (largest mean silhouette)", "k"]]));
+      var sp = scatter({ label: "PCA map", xLabel: "PC1 (" + fixed(100 * ev[0], 1) + "%)", yLabel: "PC2 (" + fixed(100 * ev[1], 1) + "%)",
+        points: items.map(function (it, i) {
+          return { x: h.pca[i][0], y: h.pca[i][1], label: labels[i], color: clusterColor(h.clusters[i]), key: labels[i],
+            tip: [[labels[i], ""], ["text", it.text, true], ["cluster", String(h.clusters[i])], ["PC1", num(h.pca[i][0])], ["PC2", num(h.pca[i][1])]] };
+        }) });
+      sp.setAttribute("id", "pca-map");
+      pc.appendChild(sp);
+      var sil = Object.keys(h.silhouettes || {}).map(Number).sort(function (a, b) { return a - b; });
+      if (sil.length) pc.appendChild(el("p", { "class": "note", text: "Mean silhouette by k: " + sil.map(function (k) { return k + ": " + fixed(h.silhouettes[k], 3); }).join(" · ") }));
+      var order = h.order && h.order.length === items.length ? h.order : items.map(function (_, i) { return i; });
+      var cc = card(body, "Cosine matrix", "rows in hierarchical-clustering order (average linkage on 1 − cos)", "w6", "cosines");
+      var cs = diverging(1);
+      var hm = heatmap({ rows: order.map(function (i) { return labels[i]; }), cols: order.map(function (i) { return labels[i]; }), colAngle: 45, colMono: true,
+        cellW: items.length > 30 ? 14 : 26, cellH: items.length > 30 ? 14 : 20, rowLabelW: 90, label: "cosine matrix", color: cs,
+        value: function (r, c) { return h.cosine[order[r]][order[c]]; },
+        showValues: function (v) { return v.toFixed(2); },
+        key: function (r, c) { return order[r] + "," + order[c]; },
+        tip: function (r, c) { return [[labels[order[r]] + " · " + labels[order[c]], ""], ["cosine", num(h.cosine[order[r]][order[c]])]]; } });
+      hm.setAttribute("id", "map-cosine");
+      cc.appendChild(el("div", { "class": "hm-wrap" }, hm));
+      cc.appendChild(scaleLegend(cs, "cosine (diverging, white = orthogonal)"));
+      (h.analogies || []).forEach(function (an, k) {
+        var acard = card(body, "Analogy", an.query, "w6", "analogy-" + k);
+        acard.appendChild(plainTable("analogy-table-" + k, [{ label: "label" }, { label: "cosine", num: true }],
+          an.nearest.map(function (n) { return { key: n.label, cells: [col("label", n.label, "mono"), numCol("cosine", n.cosine)] }; })));
+      });
+    });
+    var d = doc.diffs;
+    if (d && d.layers && d.layers.length) {
+      var dc = card(main, "Differences", "cosine between difference vectors at " + d.hook_kind + " of every layer", "", "diffs");
+      var pairs = (d.layers[0].pairs || []).map(function (p) { return [p.i, p.j]; });
+      var dcs = diverging(1);
+      var dh = heatmap({ rows: d.layers.map(function (l) { return "layer " + l.layer; }), cols: pairs.map(function (p) { return d.pairs[p[0]] + " · " + d.pairs[p[1]]; }),
+        colAngle: 30, colMono: true, cellW: 60, cellH: 18, rowLabelW: 70, label: "difference cosines by layer", color: dcs,
+        value: function (r, c) { return d.layers[r].pairs[c].cosine; }, showValues: function (v) { return v.toFixed(2); },
+        key: function (r, c) { return d.layers[r].layer + "/" + pairs[c].join("-"); },
+        tip: function (r, c) { var p = d.layers[r].pairs[c]; return [["layer " + d.layers[r].layer, ""], [d.pairs[p.i] + " · " + d.pairs[p.j], "", true], ["cosine", num(p.cosine)], ["distance", num(p.distance)]]; } });
+      dh.setAttribute("id", "diffs-matrix");
+      dc.appendChild(el("div", { "class": "hm-wrap" }, dh));
+      dc.appendChild(scaleLegend(dcs, "cosine"));
+    }
+    notesCard(main, "Notes", doc.warnings);
+  }
+
   // ================= page =================
 
-  var RENDER = { compare: renderCompare, patch: renderPatch, contrast: renderContrast, vec: renderVec };
+  var RENDER = { compare: renderCompare, patch: renderPatch, contrast: renderContrast, vec: renderVec, params: renderParams, map: renderMap };
 
   function download(doc, kind) {
     var blob = new Blob([JSON.stringify(doc, null, 2) + "\n"], { type: "application/json" });
