@@ -300,7 +300,7 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 	}
 
 	// logit lens of resid_post at every layer, at the last compared pair
-	if c.Lens, err = compareLens(e, ca, cb, lastRow, o); err != nil {
+	if c.Lens, err = compareLens(e, ca, cb, lastRow, o, meanRows[0] == nil && meanRows[1] == nil); err != nil {
 		return nil, err
 	}
 
@@ -372,7 +372,15 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 
 // compareLens is the logit lens of resid_post at every layer at the rows of
 // pair p.
-func compareLens(e models.Engine, ca, cb *models.Cache, p diff.PosPair, o CompareOptions) ([]LensLayer, error) {
+//
+// In norm mode the last layer's lens is, by definition, the model's own
+// logits (final norm, W_U, the soft-cap where the model caps), which the
+// run has already computed for these rows: when modelLogits is true they
+// are taken from the caches instead of being computed a second time (one
+// layer's rows fewer through the output matrix, 1/n_layer of the lens).
+// modelLogits is false when a row is not a position but a mean of
+// positions, whose logits are not the lens of the mean.
+func compareLens(e models.Engine, ca, cb *models.Cache, p diff.PosPair, o CompareOptions, modelLogits bool) ([]LensLayer, error) {
 	u, err := e.NewUnembedder()
 	if err != nil {
 		return nil, err
@@ -380,8 +388,19 @@ func compareLens(e models.Engine, ca, cb *models.Cache, p diff.PosPair, o Compar
 	defer u.Close()
 	info := e.ModelInfo()
 	d, nl, nv := info.DModel, info.NLayer, e.NVocab()
-	x := make([]float32, 0, 2*nl*d)
-	for l := range nl {
+	logitsHook := models.Hook{Kind: models.Logits, Layer: -1}
+	var lastA, lastB []float32
+	if la, okA := ca.At(logitsHook); okA && modelLogits && o.Lens == models.LensNorm {
+		if lb, okB := cb.At(logitsHook); okB && la.Width == nv && lb.Width == nv {
+			lastA, lastB = la.Row(p.A), lb.Row(p.B)
+		}
+	}
+	computed := nl
+	if lastA != nil {
+		computed = nl - 1
+	}
+	x := make([]float32, 0, 2*computed*d)
+	for l := range computed {
 		h := models.Hook{Kind: models.ResidPost, Layer: l}
 		ra, okA := ca.At(h)
 		rb, okB := cb.At(h)
@@ -391,9 +410,14 @@ func compareLens(e models.Engine, ca, cb *models.Cache, p diff.PosPair, o Compar
 		x = append(x, ra.Row(p.A)...)
 		x = append(x, rb.Row(p.B)...)
 	}
-	lg, err := u.Unembed(nil, x, 2*nl, o.Lens)
-	if err != nil {
-		return nil, err
+	lg := make([]float32, 0, 2*nl*nv)
+	if computed > 0 {
+		if lg, err = u.Unembed(lg, x, 2*computed, o.Lens); err != nil {
+			return nil, err
+		}
+	}
+	if lastA != nil {
+		lg = append(append(lg, lastA...), lastB...)
 	}
 	dl := make([]float32, nv)
 	toLens := func(ts []lens.Token, sign float64) []LensToken {

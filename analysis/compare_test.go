@@ -119,3 +119,73 @@ func cmpFloat(a, b float64) int {
 	}
 	return 0
 }
+
+// TestCompareLensLastLayer pins where the last layer's lens comes from. In
+// norm mode it is the model's own logits, which Compare takes from the run
+// instead of computing again: its values are the prediction's, bit for bit,
+// and they agree with the lens computed independently here (resid_post of
+// the last layer, captured by a separate run, through the engine's
+// unembedder) to float32 rounding. In gamma mode (no final norm) the last
+// layer is computed like every other, and differs from the logits.
+func TestCompareLensLastLayer(t *testing.T) {
+	forEngines(t, stories(t), func(t *testing.T, e models.Engine) {
+		nl := e.ModelInfo().NLayer
+		o := compareOpts()
+		r, err := Compare(e, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := r.Lens[nl-1]
+		for i, side := range [][]LensToken{last.A, last.B} {
+			top := r.Prompts[i].Top
+			for k := range min(len(side), len(top)) {
+				if side[k].ID != top[k].ID || side[k].Value != top[k].Logit {
+					t.Errorf("prompt %d: lens %d %+v, prediction %+v: want the model's own logits", i, k, side[k], top[k])
+				}
+			}
+		}
+		// the independent lens of the same rows
+		run, err := e.NewRunner(nil, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer run.Close()
+		u, err := e.NewUnembedder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		hk := models.Hook{Kind: models.ResidPost, Layer: nl - 1}
+		for i, text := range []string{o.A, o.B} {
+			ids, err := e.Tokenize(text, models.TokenizeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs, err := run.Run([][]int32{ids}, []models.Hook{hk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := cs[0].At(hk)
+			lg, err := u.Unembed(nil, a.Row(len(ids)-1), 1, models.LensNorm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			side := [][]LensToken{last.A, last.B}[i]
+			for _, tok := range side {
+				// 1e-4 relative: a 64-wide norm and a 512-row product in float32
+				if want := float64(lg[tok.ID]); math.Abs(tok.Value-want) > 1e-4*math.Max(1, math.Abs(want)) {
+					t.Errorf("prompt %d token %d: lens %v, unembedded resid_post %v", i, tok.ID, tok.Value, want)
+				}
+			}
+		}
+		// gamma mode computes the last layer as every other layer
+		o.Lens = models.LensGamma
+		g, err := Compare(e, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gl := g.Lens[nl-1].A[0]; gl.Value == r.Prompts[0].Top[0].Logit {
+			t.Errorf("gamma lens of the last layer %+v equals the model's logit", gl)
+		}
+	})
+}

@@ -63,7 +63,7 @@ static int op_from_name(const char *s) {
 }
 
 int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const char **ops, const char **srcs,
-                           const char **notsrcs) {
+                           const char **notsrcs, const char **vias, const char **viaops) {
     free_selection(r);
     r->error = 0;
     r->errmsg[0] = 0;
@@ -80,22 +80,30 @@ int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const 
     for (int i = 0; i < n; i++) {
         lldiff_slot *s = &r->slots[i];
         if (strlen(names[i]) >= LLDIFF_NAME_MAX || strlen(srcs[i]) >= LLDIFF_NAME_MAX ||
-            strlen(notsrcs[i]) >= LLDIFF_NAME_MAX) {
+            strlen(notsrcs[i]) >= LLDIFF_NAME_MAX || strlen(vias[i]) >= LLDIFF_NAME_MAX) {
             snprintf(r->errmsg, sizeof(r->errmsg), "node name too long: %s", names[i]);
             free_selection(r);
             return -1;
         }
-        if (!names[i][0] && !srcs[i][0]) {
-            snprintf(r->errmsg, sizeof(r->errmsg), "an unnamed node needs a source to be told apart");
+        if (!names[i][0] && !srcs[i][0] && !vias[i][0]) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "an unnamed node needs a source (or a source's source) to be told apart");
+            free_selection(r);
+            return -1;
+        }
+        if (viaops[i][0] && !vias[i][0]) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "the op %s of a source's source is set without the tensor it reads",
+                     viaops[i]);
             free_selection(r);
             return -1;
         }
         strcpy(s->name, names[i]);
         strcpy(s->src, srcs[i]);
         strcpy(s->notsrc, notsrcs[i]);
+        strcpy(s->via, vias[i]);
         s->op = op_from_name(ops[i]);
-        if (s->op == -2) {
-            snprintf(r->errmsg, sizeof(r->errmsg), "unknown ggml op %s", ops[i]);
+        s->viaop = op_from_name(viaops[i]);
+        if (s->op == -2 || s->viaop == -2) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "unknown ggml op %s", s->op == -2 ? ops[i] : viaops[i]);
             free_selection(r);
             return -1;
         }
@@ -169,6 +177,32 @@ static bool has_src(const struct ggml_tensor *t, const char *name) {
     return false;
 }
 
+// reads reports whether t is computed by op (any when op < 0) and reads
+// the tensor named name directly.
+static bool reads(const struct ggml_tensor *t, int op, const char *name) {
+    return t && (op < 0 || (int) t->op == op) && has_src(t, name);
+}
+
+// has_src_via reports whether a direct source of t reads the tensor named
+// name with op viaop (reads), or is a GET_ROWS row selection of a node that
+// does: llama.cpp selects the rows kept for output (inp_out_ids) of the
+// last layer's nodes with GET_ROWS before adding them.
+static bool has_src_via(const struct ggml_tensor *t, int viaop, const char *name) {
+    for (int i = 0; i < GGML_MAX_SRC; i++) {
+        const struct ggml_tensor *s = t->src[i];
+        if (!s) {
+            continue;
+        }
+        if (reads(s, viaop, name)) {
+            return true;
+        }
+        if (s->op == GGML_OP_GET_ROWS && reads(s->src[0], viaop, name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 // unnamed reports whether name is one ggml gives a node nobody named:
 // "node_N", N its index in the graph (ggml_visit_parents), which changes
 // with the graph; or "" before the graph is built.
@@ -209,24 +243,25 @@ static int match(lldiff_recorder *r, const struct ggml_tensor *t) {
         if (s->notsrc[0] && has_src(t, s->notsrc)) {
             continue;
         }
+        if (s->via[0] && !has_src_via(t, s->viaop, s->via)) {
+            continue;
+        }
         return i;
     }
     return -1;
 }
 
-int lldiff_recorder_match_fake(lldiff_recorder *r, const char *name, const char *op, int n_src, const char **srcs) {
-    struct ggml_tensor t;
-    struct ggml_tensor src[GGML_MAX_SRC];
-    memset(&t, 0, sizeof t);
-    memset(src, 0, sizeof src);
-    snprintf(t.name, sizeof t.name, "%s", name);
+int lldiff_recorder_match_node(lldiff_recorder *r, const struct ggml_tensor *t) { return match(r, t); }
+
+int lldiff_fake_node(struct ggml_tensor *t, const char *name, const char *op) {
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
     int o = op_from_name(op);
-    t.op = o >= 0 ? (enum ggml_op) o : GGML_OP_NONE;
-    for (int i = 0; i < n_src && i < GGML_MAX_SRC; i++) {
-        snprintf(src[i].name, sizeof src[i].name, "%s", srcs[i]);
-        t.src[i] = &src[i];
+    if (o == -2) {
+        return -1;
     }
-    return match(r, &t);
+    t->op = o >= 0 ? (enum ggml_op) o : GGML_OP_NONE;
+    return 0;
 }
 
 static bool fail(lldiff_recorder *r, const char *msg, const struct ggml_tensor *t) {

@@ -73,38 +73,37 @@ func (r *Recorder) Select(nodes []models.Node) error {
 		C.lldiff_recorder_reset(r.r)
 		return nil
 	}
-	cstr := func(s string) *C.char { return C.CString(s) }
-	names := make([]*C.char, n)
-	ops := make([]*C.char, n)
-	srcs := make([]*C.char, n)
-	nots := make([]*C.char, n)
+	// one C string per field of each node, in the order of
+	// lldiff_recorder_select's arrays: name, op, src, notsrc, via, viaop
+	const nf = 6
+	strs := make([][nf]*C.char, n)
 	for i, nd := range nodes {
-		names[i], ops[i], srcs[i], nots[i] = cstr(nd.FullName()), cstr(nd.Op), cstr(nd.Src), cstr(nd.NotSrc)
+		for j, v := range [nf]string{nd.FullName(), nd.Op, nd.Src, nd.NotSrc, nd.Via, nd.ViaOp} {
+			strs[i][j] = C.CString(v)
+		}
 	}
 	defer func() {
-		for i := range n {
-			C.free(unsafe.Pointer(names[i]))
-			C.free(unsafe.Pointer(ops[i]))
-			C.free(unsafe.Pointer(srcs[i]))
-			C.free(unsafe.Pointer(nots[i]))
+		for i := range strs {
+			for _, c := range strs[i] {
+				C.free(unsafe.Pointer(c))
+			}
 		}
 	}()
 	// The arrays of C pointers live in C memory: cgo forbids passing Go
 	// memory that holds pointers.
-	var pn, po, ps, pt **C.char
+	var arrs [nf]**C.char
 	if n > 0 {
 		sz := C.size_t(n) * C.size_t(unsafe.Sizeof((*C.char)(nil)))
-		pn, po, ps, pt = (**C.char)(C.malloc(sz)), (**C.char)(C.malloc(sz)), (**C.char)(C.malloc(sz)), (**C.char)(C.malloc(sz))
-		defer C.free(unsafe.Pointer(pn))
-		defer C.free(unsafe.Pointer(po))
-		defer C.free(unsafe.Pointer(ps))
-		defer C.free(unsafe.Pointer(pt))
-		copy(unsafe.Slice(pn, n), names)
-		copy(unsafe.Slice(po, n), ops)
-		copy(unsafe.Slice(ps, n), srcs)
-		copy(unsafe.Slice(pt, n), nots)
+		for j := range arrs {
+			arrs[j] = (**C.char)(C.malloc(sz))
+			defer C.free(unsafe.Pointer(arrs[j]))
+			a := unsafe.Slice(arrs[j], n)
+			for i := range n {
+				a[i] = strs[i][j]
+			}
+		}
 	}
-	if C.lldiff_recorder_select(r.r, C.int(n), pn, po, ps, pt) != 0 {
+	if C.lldiff_recorder_select(r.r, C.int(n), arrs[0], arrs[1], arrs[2], arrs[3], arrs[4], arrs[5]) != 0 {
 		return fmt.Errorf("callbacks: %s", C.GoString(&r.r.errmsg[0]))
 	}
 	r.nodes = append([]models.Node(nil), nodes...)
@@ -290,26 +289,54 @@ func splitName(name string) (base string, layer int) {
 	return name[:int(bl)], int(l)
 }
 
-// matchFake exposes the C matcher to tests: the slot in which a node named
-// name, computed by op, reading the tensors named srcs would be recorded,
-// or -1.
-func (r *Recorder) matchFake(name, op string, srcs ...string) int {
+// fakeNode is a graph node for tests of the matcher: its name (ggml's
+// "node_N" or "" for an unnamed one), its op ("" for none, as for a
+// weight) and its sources.
+type fakeNode struct {
+	name, op string
+	srcs     []fakeNode
+}
+
+// matchNode exposes the C matcher to tests: the slot in which node n would
+// be recorded, or -1. It builds n and its sources, to any depth, as ggml
+// tensors in C memory.
+func (r *Recorder) matchNode(n fakeNode) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cs := []*C.char{C.CString(name), C.CString(op)}
-	for _, s := range srcs {
-		cs = append(cs, C.CString(s))
-	}
+	var allocated []unsafe.Pointer
 	defer func() {
-		for _, c := range cs {
-			C.free(unsafe.Pointer(c))
+		for _, p := range allocated {
+			C.free(p)
 		}
 	}()
-	var p **C.char
-	if len(srcs) > 0 {
-		p = (**C.char)(C.malloc(C.size_t(len(srcs)) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-		defer C.free(unsafe.Pointer(p))
-		copy(unsafe.Slice(p, len(srcs)), cs[2:])
+	var build func(n fakeNode) *C.struct_ggml_tensor
+	build = func(n fakeNode) *C.struct_ggml_tensor {
+		p := C.malloc(C.size_t(unsafe.Sizeof(C.struct_ggml_tensor{})))
+		allocated = append(allocated, p)
+		t := (*C.struct_ggml_tensor)(p)
+		name, op := C.CString(n.name), C.CString(n.op)
+		defer C.free(unsafe.Pointer(name))
+		defer C.free(unsafe.Pointer(op))
+		if C.lldiff_fake_node(t, name, op) != 0 {
+			panic("callbacks: fake node with unknown op " + n.op)
+		}
+		if len(n.srcs) > len(t.src) {
+			panic(fmt.Sprintf("callbacks: fake node with %d sources", len(n.srcs)))
+		}
+		for i, s := range n.srcs {
+			t.src[i] = build(s)
+		}
+		return t
 	}
-	return int(C.lldiff_recorder_match_fake(r.r, cs[0], cs[1], C.int(len(srcs)), p))
+	return int(C.lldiff_recorder_match_node(r.r, build(n)))
+}
+
+// matchFake is matchNode for a node whose sources are leaves (tensors
+// without an op) named srcs.
+func (r *Recorder) matchFake(name, op string, srcs ...string) int {
+	n := fakeNode{name: name, op: op}
+	for _, s := range srcs {
+		n.srcs = append(n.srcs, fakeNode{name: s})
+	}
+	return r.matchNode(n)
 }

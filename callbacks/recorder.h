@@ -26,6 +26,8 @@ typedef struct lldiff_slot {
     int op;                       // ggml_op, or -1 for any
     char src[LLDIFF_NAME_MAX];    // a tensor name that must be a source, or ""
     char notsrc[LLDIFF_NAME_MAX]; // a node name that must not be a source, or ""
+    char via[LLDIFF_NAME_MAX];    // a tensor name that a source must read (directly or as GET_ROWS of a reader), or ""
+    int viaop;                    // ggml_op of the node that reads via, or -1 for any
     int layer;                    // layer parsed from name, -1 if none
 
     // recorded rows, appended across ubatches
@@ -66,22 +68,30 @@ typedef struct lldiff_recorder {
 
 lldiff_recorder *lldiff_recorder_new(void);
 void lldiff_recorder_free(lldiff_recorder *r);
-// lldiff_recorder_select replaces the selection. names, ops, srcs and notsrcs
-// have n entries; names are full node names, "" for a node llama.cpp leaves
-// unnamed (ggml then calls it "node_N" after its place in the graph); ops
-// holds ggml op names ("ADD") or "" for any; srcs and notsrcs hold full
-// names of a tensor that must (srcs) or must not (notsrcs) be a direct
-// source, or "". It returns 0, or -1 with errmsg set.
+// lldiff_recorder_select replaces the selection. names, ops, srcs, notsrcs,
+// vias and viaops have n entries; names are full node names, "" for a node
+// llama.cpp leaves unnamed (ggml then calls it "node_N" after its place in
+// the graph); ops holds ggml op names ("ADD") or "" for any; srcs and
+// notsrcs hold full names of a tensor that must (srcs) or must not
+// (notsrcs) be a direct source, or ""; vias hold the full name of a tensor
+// that a direct source must read directly, or that the source of a
+// GET_ROWS direct source must read (a source of a source), or "", and
+// viaops the op of the node that reads it, or "" for any. It returns 0, or
+// -1 with errmsg set.
 int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const char **ops, const char **srcs,
-                           const char **notsrcs);
+                           const char **notsrcs, const char **vias, const char **viaops);
 // lldiff_recorder_reset drops recorded rows but keeps the selection and the
 // allocated buffers.
 void lldiff_recorder_reset(lldiff_recorder *r);
 int lldiff_recorder_reserve(lldiff_recorder *r, int slot, size_t nfloats);
 bool lldiff_recorder_eval(struct ggml_tensor *t, bool ask, void *user_data);
-// lldiff_recorder_match_fake returns the slot a node with this name, op name
-// and source names would be recorded in, or -1 (for tests of the matcher).
-int lldiff_recorder_match_fake(lldiff_recorder *r, const char *name, const char *op, int n_src, const char **srcs);
+// lldiff_recorder_match_node returns the slot node t would be recorded in,
+// or -1 (for tests of the matcher, which build t with lldiff_fake_node).
+int lldiff_recorder_match_node(lldiff_recorder *r, const struct ggml_tensor *t);
+// lldiff_fake_node zeroes t and gives it a name and an op (a ggml op name,
+// "" for GGML_OP_NONE); the caller sets its sources. It returns 0, or -1 for
+// an unknown op name.
+int lldiff_fake_node(struct ggml_tensor *t, const char *name, const char *op);
 // lldiff_name_split splits "base-L" into its layer (returned) and the length
 // of base; a name without a numeric suffix gives -1 and its full length.
 int lldiff_name_split(const char *name, size_t *base_len);

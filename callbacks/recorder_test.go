@@ -1,6 +1,7 @@
 package callbacks
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -112,5 +113,74 @@ func TestMatch(t *testing.T) {
 	}
 	if err := r.Select([]models.Node{{Layer: -1, Op: "ADD"}}); err == nil || !strings.Contains(err.Error(), "unnamed") {
 		t.Errorf("an unnamed node without a source: %v", err)
+	}
+}
+
+// TestMatchVia checks how the recorder finds a node by a source of its
+// source (models.Node.Via), as for phi3's resid_mid: the unnamed ADD of the
+// W_O product (the MUL_MAT that reads blk.L.attn_output.weight) and the
+// layer input, and in the last layer of GET_ROWS row selections of both.
+// An ADD whose source's source is another weight, another layer's W_O, or
+// that reads the W_O product only two steps away (the add of mlp_out to
+// resid_mid, unnamed when a control vector is loaded) does not match.
+func TestMatchVia(t *testing.T) {
+	r := New()
+	defer r.Close()
+	nodes := []models.Node{
+		{Layer: -1, Op: "ADD", ViaOp: "MUL_MAT", Via: "blk.0.attn_output.weight"}, // phi3 resid_mid.0
+		{Layer: -1, Op: "ADD", ViaOp: "MUL_MAT", Via: "blk.1.attn_output.weight"}, // phi3 resid_mid.1 (last)
+		{Layer: -1, Op: "MUL", Via: "blk.5.x.weight"},                             // any op reads it
+	}
+	if err := r.Select(nodes); err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(name string) fakeNode { return fakeNode{name: name} }
+	wo := func(l int) fakeNode {
+		return fakeNode{name: "node_20", op: "MUL_MAT", srcs: []fakeNode{leaf(fmt.Sprintf("blk.%d.attn_output.weight", l)), {name: "kqv_out-0", op: "CPY"}}}
+	}
+	rows := func(n fakeNode) fakeNode {
+		return fakeNode{name: "node_30", op: "GET_ROWS", srcs: []fakeNode{n, leaf("inp_out_ids")}}
+	}
+	residMid0 := fakeNode{name: "node_21", op: "ADD", srcs: []fakeNode{wo(0), leaf("inp_embd")}}
+	for _, tc := range []struct {
+		what string
+		n    fakeNode
+		want int
+	}{
+		{"resid_mid.0", residMid0, 0},
+		{"resid_mid.0, sources swapped", fakeNode{name: "", op: "ADD", srcs: []fakeNode{leaf("inp_embd"), wo(0)}}, 0},
+		{"resid_mid.1 of row selections", fakeNode{name: "node_32", op: "ADD", srcs: []fakeNode{rows(wo(1)), rows(leaf("l_out-0"))}}, 1},
+		{"resid_mid.1 without row selection", fakeNode{name: "node_32", op: "ADD", srcs: []fakeNode{wo(1), leaf("l_out-0")}}, 1},
+		{"named l_out", fakeNode{name: "l_out-0", op: "ADD", srcs: []fakeNode{wo(0), leaf("ffn_out-0")}}, -1},
+		{"another weight", fakeNode{name: "node_21", op: "ADD", srcs: []fakeNode{
+			{name: "node_20", op: "MUL_MAT", srcs: []fakeNode{leaf("blk.0.ffn_down.weight"), leaf("x")}}, leaf("inp_embd")}}, -1},
+		{"another layer's W_O", fakeNode{name: "node_21", op: "ADD", srcs: []fakeNode{wo(2), leaf("inp_embd")}}, -1},
+		{"the weight itself is a direct source", fakeNode{name: "node_21", op: "ADD", srcs: []fakeNode{leaf("blk.0.attn_output.weight")}}, -1},
+		{"read by another op", fakeNode{name: "node_21", op: "ADD", srcs: []fakeNode{
+			{name: "node_20", op: "MUL", srcs: []fakeNode{leaf("blk.0.attn_output.weight")}}}}, -1},
+		{"two steps away (control vector: resid_mid + mlp_out)", fakeNode{name: "node_40", op: "ADD", srcs: []fakeNode{residMid0, leaf("ffn_out-0")}}, -1},
+		{"two row selections", fakeNode{name: "node_32", op: "ADD", srcs: []fakeNode{rows(rows(wo(1)))}}, -1},
+		{"rows of the indices, not the data", fakeNode{name: "node_32", op: "ADD", srcs: []fakeNode{
+			{name: "node_30", op: "GET_ROWS", srcs: []fakeNode{leaf("x"), wo(1)}}}}, -1},
+		{"the row selection itself", rows(wo(1)), -1},
+		{"wrong op", fakeNode{name: "node_21", op: "MUL", srcs: residMid0.srcs}, -1},
+		{"any op reading via", fakeNode{op: "MUL", srcs: []fakeNode{{op: "ADD", srcs: []fakeNode{leaf("blk.5.x.weight")}}}}, 2},
+		{"no sources", fakeNode{name: "node_21", op: "ADD"}, -1},
+	} {
+		if got := r.matchNode(tc.n); got != tc.want {
+			t.Errorf("%s: matches slot %d, want %d", tc.what, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		n    models.Node
+		want string
+	}{
+		{models.Node{Name: "x", Layer: -1, ViaOp: "MUL_MAT"}, "without the tensor"},
+		{models.Node{Layer: -1, Via: "w", ViaOp: "NOT_AN_OP"}, "NOT_AN_OP"},
+		{models.Node{Layer: -1, Via: strings.Repeat("w", 80)}, "too long"},
+	} {
+		if err := r.Select([]models.Node{tc.n}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Select(%v): %v, want an error saying %q", tc.n, err, tc.want)
+		}
 	}
 }

@@ -42,8 +42,8 @@ func synthPreset(t *testing.T, preset, typ, arch string, extra ...string) string
 // exactly in float32 (llama.cpp adds the two in float32, as TransformerLens
 // defines the hooks), and that attn_out and mlp_out are not zero.
 //
-// Without a resid_mid hook (phi3) it checks resid_post = (resid_pre +
-// attn_out) + mlp_out, the same float32 sums in the same order.
+// Without a resid_mid hook (residMid false) it checks resid_post =
+// (resid_pre + attn_out) + mlp_out, the same float32 sums in the same order.
 func checkCaptureResiduals(t *testing.T, model string, d int, residMid bool) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "acts")

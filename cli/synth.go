@@ -52,7 +52,9 @@ GPT-2 vocabulary); pythia-70m, pythia-160m (gptneox, the GPT-NeoX
 vocabulary); qwen2-tiny, qwen2-0.5b (qwen2) and qwen3-tiny, qwen3-0.6b-shape
 (qwen3), with the GPT-2 vocabulary standing in for Qwen's; phi3-tiny,
 phi3-mini-shape (phi3), gemma2-tiny, gemma2-2b-shape (gemma2) and gemma3-tiny,
-gemma3-1b-shape (gemma3), with Llama 2's vocabulary standing in for theirs.
+gemma3-1b-shape, gemma3-4b-shape (gemma3; the 4B shape with its linear RoPE
+scaling 8 in the global layers), with Llama 2's vocabulary standing in for
+theirs.
 Shape flags override the preset.
 Types F32, F16, Q8_0 and Q4_0 are written directly; Q4_K (=Q4_K_S), Q4_K_M
 and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,

@@ -30,6 +30,19 @@ type Node struct {
 	// add of the layer input to it "ffn_out-L", and only the add reads the
 	// first "ffn_out-L".
 	NotSrc string
+	// Via, when set, is the full name of a tensor that a direct source of
+	// the node must itself read directly: the node is found by a source of
+	// its source. That source may also be reached through one GET_ROWS row
+	// selection (the source is then the GET_ROWS, and the node it selects
+	// rows of must read Via). ViaOp, when set, is the op of the node that
+	// reads Via ("MUL_MAT"). It finds phi3's resid_mid, resid_pre + attn_out,
+	// which llama.cpp leaves unnamed and whose sources are unnamed too: it
+	// adds the W_O product (the MUL_MAT that reads blk.L.attn_output.weight)
+	// to the layer input, and in the last layer the rows of both that
+	// llama.cpp keeps for output (ggml_get_rows with inp_out_ids), so no
+	// direct source has a name to match.
+	Via   string
+	ViaOp string
 }
 
 // FullName returns the name llama.cpp gives the node: "l_out-3",
@@ -55,6 +68,13 @@ func (n Node) String() string {
 	}
 	if n.NotSrc != "" {
 		q = append(q, "not reading "+n.NotSrc)
+	}
+	if n.Via != "" {
+		by := "a node"
+		if n.ViaOp != "" {
+			by = "the " + n.ViaOp
+		}
+		q = append(q, "reading "+by+" that reads "+n.Via+", or GET_ROWS of it")
 	}
 	if len(q) > 0 {
 		s += " (" + strings.Join(q, ", ") + ")"
@@ -319,23 +339,28 @@ var qwen3Table = &HookTable{
 	node: qwen2Table.node,
 }
 
-// noPhi3ResidMid says why phi3 has no resid_mid hook.
-const noPhi3ResidMid = "llama.cpp's phi3 graph leaves resid_pre + attn_out unnamed, and in the last layer both its sources are unnamed row selections, " +
-	"so lldiff cannot find that node by what it reads; resid_mid equals resid_pre + attn_out (both captured), exactly in float32"
-
 // phi3Table follows llama.cpp's src/models/phi3.cpp: one fused QKV
 // product whose Q, K and V are views, NEOX RoPE, the attention output W_O
 // z unnamed (as qwen2's), the residual add after it unnamed too, a SwiGLU
 // MLP whose gate and up halves come from one product (ffn_out-L is its
 // output), and the residual add after the MLP named l_out-L.
+//
+// resid_mid is the unnamed ADD with a source that is the W_O product or,
+// in the last layer, GET_ROWS of it (Via). No other ADD of the graph has
+// such a source: phi3 has no attention-output bias and no Q, K, V or norm
+// biases; l_out-L is named (the unnamed-only match excludes it); with a
+// control vector loaded, the add of mlp_out to resid_mid becomes unnamed,
+// but it reads resid_mid and ffn_out-L, neither of which reads
+// blk.L.attn_output.weight; and the layer's GET_ROWS and MUL_MAT are not
+// ADDs. (A LoRA adapter on W_O would add one more unnamed ADD reading the
+// product; lldiff loads no adapters.)
 var phi3Table = &HookTable{
-	Arch:    "phi3",
-	Kinds:   []Kind{ResidPre, Z, AttnOut, MLPOut, ResidPost, LnFinal, Logits},
-	Missing: map[Kind]string{ResidMid: noPhi3ResidMid},
+	Arch:  "phi3",
+	Kinds: []Kind{ResidPre, Z, AttnOut, ResidMid, MLPOut, ResidPost, LnFinal, Logits},
 	Notes: []string{
-		"no resid_mid: " + noPhi3ResidMid,
 		"ln_final.hook_normalized includes the final RMSNorm weight (llama.cpp does not fold it into the unembedding)",
 		"attn_out is W_O z; llama.cpp leaves that node unnamed, and lldiff finds it as the MUL_MAT that reads blk.L.attn_output.weight",
+		"resid_mid is resid_pre + attn_out; llama.cpp leaves it unnamed, and lldiff finds it as the ADD that reads the W_O product (in the last layer, the rows of it kept for output)",
 		"Q, K and V are slices of one product with blk.L.attn_qkv.weight; mlp_out is W_down(silu(g) * u) with g|u one product with blk.L.ffn_up.weight",
 		"resid_post includes a loaded control vector; mlp_out never does",
 	},
@@ -345,6 +370,8 @@ var phi3Table = &HookTable{
 			return residPre("inp_embd", h.Layer)
 		case AttnOut:
 			return Node{Layer: -1, Op: "MUL_MAT", Src: fmt.Sprintf("blk.%d.attn_output.weight", h.Layer)}
+		case ResidMid:
+			return Node{Layer: -1, Op: "ADD", ViaOp: "MUL_MAT", Via: fmt.Sprintf("blk.%d.attn_output.weight", h.Layer)}
 		case MLPOut:
 			return named("ffn_out", h.Layer)
 		}

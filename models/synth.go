@@ -30,7 +30,7 @@ type SynthSpec struct {
 	// every other layer, always tied) or "gemma3" (as gemma2 with an
 	// RMSNorm of each query and key head, no attention soft-cap, five
 	// sliding-window layers with rope base 10000 to each global one, which
-	// uses RopeBase).
+	// uses RopeBase and RopeScaleLinear).
 	Arch string
 	Name string // general.name; default "synthetic-<arch>-<layers>x<d_model>-<type>"
 
@@ -88,6 +88,15 @@ type SynthSpec struct {
 	SlidingWindow int
 	AttnSoftcap   float64
 	FinalSoftcap  float64
+
+	// RopeScaleLinear is a linear RoPE scaling factor (every architecture
+	// with RoPE, not gpt2; 0, the default, writes none): written as
+	// <arch>.rope.scaling.type = "linear" and <arch>.rope.scaling.factor,
+	// as llama.cpp's convert_hf_to_gguf.py does for Gemma 3 4B, 12B and
+	// 27B (factor 8). llama.cpp multiplies the RoPE angles by 1/factor in
+	// every layer, except gemma3's sliding-window layers, which it never
+	// scales.
+	RopeScaleLinear float64
 }
 
 // synthPresets are the named shapes of SynthPreset.
@@ -117,6 +126,11 @@ var synthPresets = map[string]SynthSpec{
 
 	"gemma3-tiny":     {Arch: "gemma3", NLayer: 6, DModel: 64, NHead: 4, NHeadKV: 2, HeadDim: 32, DFF: 128, NCtx: 512, Type: F32, SlidingWindow: 8},
 	"gemma3-1b-shape": {Arch: "gemma3", NLayer: 26, DModel: 1152, NHead: 4, NHeadKV: 1, HeadDim: 256, DFF: 6912, NCtx: 32768, Type: Q8_0},
+	// Gemma 3 4B's text model (google/gemma-3-4b-pt's text_config):
+	// window 1024, rope base 1e6 with linear scaling 8 in the global
+	// layers, 10000 unscaled in the sliding-window ones
+	"gemma3-4b-shape": {Arch: "gemma3", NLayer: 34, DModel: 2560, NHead: 8, NHeadKV: 4, HeadDim: 256, DFF: 10240, NCtx: 131072, Type: Q4_0,
+		SlidingWindow: 1024, RopeScaleLinear: 8},
 
 	"phi3-tiny":       {Arch: "phi3", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 4, DFF: 128, NCtx: 512, Type: F32, Untied: true},
 	"phi3-mini-shape": {Arch: "phi3", NLayer: 32, DModel: 3072, NHead: 32, NHeadKV: 32, DFF: 8192, NCtx: 4096, Type: Q4_0, Untied: true},
@@ -167,6 +181,10 @@ func SynthPresets() []string {
 //	gemma3-1b-shape  gemma3, 26 layers, d_model 1152, 4 heads of 256 (1 kv), d_ff 6912,
 //	             ctx 32768, Q8_0, window 512 (the shape of Gemma-3-1B, with Llama 2's
 //	             vocabulary)
+//	gemma3-4b-shape  gemma3, 34 layers, d_model 2560, 8 heads of 256 (4 kv), d_ff 10240,
+//	             ctx 131072, Q4_0, window 1024, linear RoPE scaling 8 in the global
+//	             layers (the shape of Gemma-3-4B's text model, with Llama 2's
+//	             vocabulary: 3.2e9 weights in the layers)
 //	phi3-tiny    phi3, 2 layers, d_model 64, 4 heads, d_ff 128, ctx 512, F32, untied
 //	phi3-mini-shape  phi3, 32 layers, d_model 3072, 32 heads, d_ff 8192, ctx 4096,
 //	             Q4_0, untied (the shape of Phi-3-mini-4k: 3.8e9 weights with
@@ -201,6 +219,14 @@ func SynthPreset(name string) (SynthSpec, error) {
 	return s, nil
 }
 
+// validFloat32Factor reports whether x, stored as a float32, is positive
+// and finite and so is its float32 inverse (llama.cpp's 1.0f/factor).
+func validFloat32Factor(x float64) bool {
+	f := float32(x)
+	inv := float64(1 / f)
+	return f > 0 && !math.IsInf(float64(f), 0) && !math.IsInf(inv, 0)
+}
+
 // synthName returns name with "phi3" written "phi_3": llama.cpp treats a
 // vocabulary as Phi-3's own, and requires its <|endoftext|> token, when
 // general.name contains "phi3" or "phi-3", and the synthetic phi3 models
@@ -231,6 +257,12 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 	}
 	if s.Llama3Rope && s.Arch != "llama" {
 		return s, fmt.Errorf("synthetic model: Llama3Rope is a llama setting, not %s", s.Arch)
+	}
+	switch {
+	case s.RopeScaleLinear != 0 && s.Arch == "gpt2":
+		return s, fmt.Errorf("synthetic model: RopeScaleLinear scales RoPE, and gpt2 has none (learned positions)")
+	case s.RopeScaleLinear < 0 || math.IsNaN(s.RopeScaleLinear) || s.RopeScaleLinear != 0 && !validFloat32Factor(s.RopeScaleLinear):
+		return s, fmt.Errorf("synthetic model: linear RoPE scaling factor %v must be a positive finite number such as 8 (0 for none)", s.RopeScaleLinear)
 	}
 	if s.RopeBase == 0 {
 		s.RopeBase = 10000
@@ -347,7 +379,7 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 // other norms, so that a forgotten one shows). qwen2 adds F32 biases
 // blk.L.attn_{q,k,v}.bias of 0.1·N(0,1), so that a forgotten bias shows as
 // an error of order 0.1. Llama3Rope adds rope_freqs.weight, F32, the
-// factors of Llama3RopeFreqs. For gpt2 and gptneox, see writeSyntheticLayerNorm
+// factors of Llama3RopeFreqs; RopeScaleLinear the rope.scaling keys. For gpt2 and gptneox, see writeSyntheticLayerNorm
 // for the biases and position embeddings.
 func WriteSynthetic(path string, spec SynthSpec) error {
 	s, err := spec.normalize()
@@ -553,6 +585,9 @@ func newSynthWriter(s SynthSpec, vocab *File, nVocab int, archKVs ...KV) (*synth
 		{a + "attention.head_count_kv", uint32(s.NHeadKV)},
 	}
 	kvs = append(kvs, archKVs...)
+	if s.RopeScaleLinear != 0 {
+		kvs = append(kvs, KV{a + "rope.scaling.type", "linear"}, KV{a + "rope.scaling.factor", float32(s.RopeScaleLinear)})
+	}
 	kvs = append(kvs, KV{a + "vocab_size", uint32(nVocab)}, KV{"lldiff.synthetic.seed", s.Seed})
 	pre := ""
 	if s.Arch == "qwen2" || s.Arch == "qwen3" {

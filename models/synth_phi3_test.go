@@ -31,8 +31,16 @@ func TestWriteSyntheticPhi3(t *testing.T) {
 				t.Errorf("Info() = %+v", in)
 			}
 			tab, err := HookTableOf(in)
-			if err != nil || tab.Arch != "phi3" || tab.Has(ResidMid) || tab.Check(ResidMid) == nil {
+			if err != nil || tab.Arch != "phi3" || !tab.Has(ResidMid) || tab.Check(ResidMid) != nil || len(tab.Missing) != 0 {
 				t.Errorf("HookTableOf = %v, %v", tab, err)
+			}
+			// resid_mid is the unnamed ADD that reads the W_O product (in
+			// the last layer through GET_ROWS), found by a source's source
+			if n, _ := tab.Node(Hook{Kind: ResidMid, Layer: 1}); n != (Node{Layer: -1, Op: "ADD", ViaOp: "MUL_MAT", Via: "blk.1.attn_output.weight"}) {
+				t.Errorf("resid_mid.1 is node %v", n)
+			}
+			if p := tab.Pattern(ResidMid); p != "unnamed (op ADD, reading the MUL_MAT that reads blk.L.attn_output.weight, or GET_ROWS of it)" {
+				t.Errorf("Pattern(resid_mid) = %q", p)
 			}
 			for name, dims := range map[string][]uint64{
 				"blk.0.attn_qkv.weight": {64, 64 + 2*32}, "blk.1.ffn_up.weight": {64, 256}, "blk.1.ffn_down.weight": {128, 64},

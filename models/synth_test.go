@@ -389,7 +389,7 @@ func TestSynthPreset(t *testing.T) {
 		{"bench-cpu", 16, 2048, 16, 16, 5632, 2048, Q8_0, false, 0},
 		{"llama2-7b", 32, 4096, 32, 32, 11008, 4096, Q4_0, true, 6.738e9},
 	}
-	if got := SynthPresets(); !reflect.DeepEqual(got, []string{"bench-cpu", "gemma2-2b-shape", "gemma2-tiny", "gemma3-1b-shape", "gemma3-tiny", "gpt2-small", "llama2-7b", "mistral-7b-shape", "mistral-tiny", "phi3-mini-shape", "phi3-tiny", "pythia-160m", "pythia-70m", "qwen2-0.5b", "qwen2-tiny", "qwen3-0.6b-shape", "qwen3-tiny", "small", "tiny"}) {
+	if got := SynthPresets(); !reflect.DeepEqual(got, []string{"bench-cpu", "gemma2-2b-shape", "gemma2-tiny", "gemma3-1b-shape", "gemma3-4b-shape", "gemma3-tiny", "gpt2-small", "llama2-7b", "mistral-7b-shape", "mistral-tiny", "phi3-mini-shape", "phi3-tiny", "pythia-160m", "pythia-70m", "qwen2-0.5b", "qwen2-tiny", "qwen3-0.6b-shape", "qwen3-tiny", "small", "tiny"}) {
 		t.Errorf("SynthPresets() = %v", got)
 	}
 	for _, tt := range tests {
@@ -418,7 +418,7 @@ func TestSynthPreset(t *testing.T) {
 			}
 		})
 	}
-	if _, err := SynthPreset("huge"); err == nil || !strings.Contains(err.Error(), "bench-cpu, gemma2-2b-shape, gemma2-tiny, gemma3-1b-shape, gemma3-tiny, gpt2-small, llama2-7b, mistral-7b-shape, mistral-tiny, phi3-mini-shape, phi3-tiny, pythia-160m, pythia-70m, qwen2-0.5b, qwen2-tiny, qwen3-0.6b-shape, qwen3-tiny, small, tiny") {
+	if _, err := SynthPreset("huge"); err == nil || !strings.Contains(err.Error(), "bench-cpu, gemma2-2b-shape, gemma2-tiny, gemma3-1b-shape, gemma3-4b-shape, gemma3-tiny, gpt2-small, llama2-7b, mistral-7b-shape, mistral-tiny, phi3-mini-shape, phi3-tiny, pythia-160m, pythia-70m, qwen2-0.5b, qwen2-tiny, qwen3-0.6b-shape, qwen3-tiny, small, tiny") {
 		t.Errorf("SynthPreset(huge) = %v", err)
 	}
 }

@@ -12,12 +12,13 @@ import (
 // Architectures are the general.architecture values the reference runs.
 var Architectures = []string{"llama", "gpt2", "gptneox", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"}
 
-// Load reads a llama, gpt2, gptneox, qwen2 or qwen3 GGUF file and decodes all its
+// Load reads a GGUF file of one of Architectures and decodes all its
 // weights to float32. It refuses, with an error that says why, files the
 // reference does not define: other architectures, mixture-of-experts
-// layers, RoPE scaling (per-frequency RoPE factors, rope_freqs.weight as
-// in Llama 3.1 and 3.2, are applied for llama), and tensor types
-// other than F32, F16, Q4_0 and Q8_0.
+// layers, RoPE scaling other than linear (yarn, longrope; linear scaling
+// is applied as llama.cpp does, see ropeFreqScale, and per-frequency RoPE
+// factors, rope_freqs.weight as in Llama 3.1 and 3.2, for llama), and
+// tensor types other than F32, F16, Q4_0 and Q8_0.
 func Load(path string) (*Model, error) {
 	f, err := models.Open(path)
 	if err != nil {
@@ -48,9 +49,6 @@ func load(f *models.File) (*Model, error) {
 		return loadLN(f)
 	}
 	p := a + "."
-	if err := checkRopeScaling(f, p); err != nil {
-		return nil, err
-	}
 	if _, ok := f.Tensor("rope_freqs.weight"); ok && a != "llama" {
 		// llama.cpp's qwen2 loader does not load it either
 		return nil, fmt.Errorf("per-frequency RoPE factors (rope_freqs.weight) are not part of a %s model", a)
@@ -135,7 +133,8 @@ func load(f *models.File) (*Model, error) {
 
 // loadRMSHParams reads the hyperparameters of an RMSNorm architecture
 // under the key prefix p: the shape (loadShape), the rope base (default
-// 10000), the norm epsilon and the vocabulary size.
+// 10000) and linear scaling (ropeFreqScale), the norm epsilon and the
+// vocabulary size.
 func loadRMSHParams(f *models.File, p string) (Config, error) {
 	c, err := loadShape(f, p, false)
 	if err != nil {
@@ -144,6 +143,9 @@ func loadRMSHParams(f *models.File, p string) (Config, error) {
 	c.RopeBase = 10000
 	if b, ok := metaFloat(f, p+"rope.freq_base"); ok {
 		c.RopeBase = b
+	}
+	if c.RopeFreqScale, err = ropeFreqScale(f, p); err != nil {
+		return c, err
 	}
 	eps, ok := metaFloat(f, p+"attention.layer_norm_rms_epsilon")
 	if !ok {
@@ -305,19 +307,56 @@ func readRopeFreqs(r *reader, nRot int) ([]float32, error) {
 	return v, nil
 }
 
-// checkRopeScaling refuses the RoPE scaling of keys under the prefix a,
-// which the reference does not define. llama.cpp's defaults (scaling type
-// "linear", factor 0 meaning 1) are plain RoPE.
-func checkRopeScaling(f *models.File, a string) error {
-	if t, ok := f.String(a + "rope.scaling.type"); ok && t != "none" && t != "linear" {
-		return fmt.Errorf("RoPE scaling type %q is not supported (only plain RoPE)", t)
+// ropeFreqScale returns the freq_scale by which llama.cpp multiplies every
+// RoPE angle of a model with keys under the prefix a ("llama.", ...), or
+// 0 when that is 1 (no scaling, as Config.RopeFreqScale writes it),
+// computed as llama_model::load_hparams and llama_context do with the
+// default context parameters (rope_freq_scale 0: the file's):
+//
+//   - rope.scaling.type, default "linear": "none" never scales
+//     (llama_context sets cparams.rope_freq_scale = 1 whatever the factor);
+//     "linear" scales by 1/factor; "yarn" and "longrope" are refused, as
+//     is any other value (llama.cpp aborts on it);
+//   - the factor is rope.scaling.factor, or, when the file has none, the
+//     old key rope.scale_linear; absent or 0 means 1 (no scaling). It is
+//     computed as llama.cpp's float 1.0f/ropescale, so that factor 8 gives
+//     exactly 0.125;
+//   - rope.scaling.attn_factor, which multiplies the cos and sin of every
+//     rotation (ggml's mscale), is refused unless it is 1.
+//
+// Every architecture's llama.cpp graph passes this freq_scale to
+// ggml_rope_ext in every layer (ggml_rope_cache_init: theta = freq_scale ·
+// pos · base^(−2i/n_rot), divided by rope_freqs.weight where llama has
+// it), except gemma3's sliding-window layers: load_hparams sets their
+// rope_freq_scale_train_swa to 1 (and base to 10000), and
+// llama_model::get_rope_freq_scale gives the sliding-window layers that
+// value (see loadGemma).
+func ropeFreqScale(f *models.File, a string) (float64, error) {
+	t := "linear"
+	if v, ok := f.String(a + "rope.scaling.type"); ok {
+		t = v
 	}
-	for _, key := range []string{a + "rope.scaling.factor", a + "rope.scale_linear"} {
-		if v, ok := metaFloat(f, key); ok && v != 0 && v != 1 {
-			return fmt.Errorf("RoPE scaling (%s = %g) is not supported (only plain RoPE)", key, v)
-		}
+	switch t {
+	case "none", "linear":
+	default:
+		return 0, fmt.Errorf("RoPE scaling type %q (%srope.scaling.type) is not supported: the reference implements plain RoPE and linear scaling (none, linear)", t, a)
 	}
-	return nil
+	key := a + "rope.scaling.factor"
+	factor, ok := metaFloat(f, key)
+	if !ok {
+		key = a + "rope.scale_linear"
+		factor, _ = metaFloat(f, key)
+	}
+	if factor < 0 || math.IsNaN(factor) || math.IsInf(factor, 0) || factor > 0 && math.IsInf(float64(1/float32(factor)), 0) {
+		return 0, fmt.Errorf("RoPE scaling factor %s = %g must be 0 (no scaling) or a positive finite factor whose inverse is a finite float32", key, factor)
+	}
+	if v, ok := metaFloat(f, a+"rope.scaling.attn_factor"); ok && v != 1 {
+		return 0, fmt.Errorf("RoPE attention factor %srope.scaling.attn_factor = %g is not supported (it scales the rotated queries and keys; the reference implements 1)", a, v)
+	}
+	if t == "none" || factor == 0 || factor == 1 {
+		return 0, nil // Config.RopeFreqScale's "no scaling"
+	}
+	return float64(1 / float32(factor)), nil
 }
 
 // metaFloat returns a float metadata value exactly as stored: a float32 such as

@@ -8,8 +8,9 @@ import (
 
 // loadLN reads a gpt2 or gptneox model with the keys and defaults of
 // llama.cpp's llama_model::load_hparams for LLM_ARCH_GPT2 and
-// LLM_ARCH_GPTNEOX, then its weights. It refuses RoPE scaling, as load
-// does for llama (load has refused mixture-of-experts metadata).
+// LLM_ARCH_GPTNEOX, then its weights. gptneox's RoPE takes linear scaling
+// and refuses other scaling, as load does for llama (ropeFreqScale; load
+// has refused mixture-of-experts metadata).
 func loadLN(f *models.File) (*Model, error) {
 	arch := f.Architecture()
 	a := arch + "."
@@ -40,7 +41,7 @@ func loadLN(f *models.File) (*Model, error) {
 		if b, ok := metaFloat(f, a+"rope.freq_base"); ok {
 			c.RopeBase = b
 		}
-		if err := checkRopeScaling(f, a); err != nil {
+		if c.RopeFreqScale, err = ropeFreqScale(f, a); err != nil {
 			return nil, err
 		}
 	}

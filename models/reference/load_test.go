@@ -136,8 +136,12 @@ func TestLoadRefuses(t *testing.T) {
 			t.typ, t.data = models.Q8_1, make([]byte, 2048/32*36)
 		}), []string{"blk.0.ffn_down.weight", "type Q8_1 is not supported", "supports F16, F32, Q4_0, Q8_0"}},
 		{"experts", setKV("llama.expert_count", uint32(8)), []string{"mixture-of-experts"}},
-		{"rope scaling factor", setKV("llama.rope.scaling.factor", float32(4)), []string{"RoPE scaling", "llama.rope.scaling.factor = 4"}},
-		{"rope scaling type", setKV("llama.rope.scaling.type", "yarn"), []string{`RoPE scaling type "yarn"`}},
+		// linear RoPE scaling is applied (TestLoadRopeScaling); the rest
+		// of RoPE scaling is refused
+		{"rope scaling factor negative", setKV("llama.rope.scaling.factor", float32(-4)), []string{"llama.rope.scaling.factor = -4", "positive finite factor"}},
+		{"rope scaling attn factor", setKV("llama.rope.scaling.attn_factor", float32(2)), []string{"llama.rope.scaling.attn_factor = 2", "not supported"}},
+		{"rope scaling type", setKV("llama.rope.scaling.type", "yarn"), []string{`RoPE scaling type "yarn"`, "plain RoPE and linear scaling"}},
+		{"rope scaling longrope", setKV("llama.rope.scaling.type", "longrope"), []string{`RoPE scaling type "longrope"`}},
 		// rope_freqs.weight (Llama 3.1's per-frequency factors) is read for
 		// llama, but must hold one positive finite factor per rotated pair
 		// (4 for heads of width 8).

@@ -57,7 +57,12 @@ type Config struct {
 	DFF      int     // hidden width of the MLP
 	NVocab   int     // rows of the token embedding and of W_U
 	RopeBase float64 // llama.rope.freq_base, 10000 when absent
-	NormEps  float64 // llama.attention.layer_norm_rms_epsilon
+	// RopeFreqScale multiplies every RoPE angle: llama.cpp's freq_scale,
+	// 1/rope.scaling.factor for linear RoPE scaling (see ropeFreqScale);
+	// 0 means 1, plain RoPE. gemma3's sliding-window layers do not scale
+	// (gemmaConfig.swaScale).
+	RopeFreqScale float64
+	NormEps       float64 // llama.attention.layer_norm_rms_epsilon
 
 	// Arch is "llama" (also when empty), "qwen2", "qwen3", "phi3", "gpt2" or "gptneox"; the
 	// last two are defined in reference_ln.go.
@@ -162,11 +167,7 @@ func (m *Model) run(tokens []int32, edit func(name string, rows [][]float32)) (*
 		attnOut := mapRows(z, ly.wo.apply)
 		r.add(fmt.Sprintf("blocks.%d.hook_attn_out", l), attnOut) // [attn_out-L; qwen2: unnamed MUL_MAT]
 		mid := addRows(x, attnOut)
-		if c.Arch != "phi3" {
-			// phi3 has no resid_mid hook (see models' phi3 table): the
-			// reference computes the hooks llama.cpp can show
-			r.add(fmt.Sprintf("blocks.%d.hook_resid_mid", l), mid) // [ffn_inp-L]
-		}
+		r.add(fmt.Sprintf("blocks.%d.hook_resid_mid", l), mid) // [ffn_inp-L; phi3: unnamed ADD]
 
 		mlpOut := mapRows(mid, func(v []float32) []float32 { return m.mlp(ly, v) })
 		r.add(fmt.Sprintf("blocks.%d.hook_mlp_out", l), mlpOut) // [ffn_out-L]
@@ -219,14 +220,17 @@ func (m *Model) attention(ly layer, x [][]float32) [][]float32 {
 			headNorm(q[p], ly.qNorm, c.NormEps)
 			headNorm(k[p], ly.kNorm, c.NormEps)
 		}
+		// linear RoPE scaling in every layer: these graphs pass
+		// freq_scale to ggml_rope_ext in every layer
+		fs := c.freqScale()
 		if c.Arch == "qwen2" || c.Arch == "qwen3" || c.Arch == "phi3" {
 			// llama.cpp's rope type NEOX for these architectures; phi3
 			// may rotate part of each head
-			ropeNeox(q[p], p, c.DHead, c.RopeDim, c.RopeBase)
-			ropeNeox(k[p], p, c.DHead, c.RopeDim, c.RopeBase)
+			ropeNeoxScaled(q[p], p, c.DHead, c.RopeDim, c.RopeBase, fs)
+			ropeNeoxScaled(k[p], p, c.DHead, c.RopeDim, c.RopeBase, fs)
 		} else {
-			ropeFactors(q[p], p, c.DHead, c.RopeBase, m.ropeFreqs)
-			ropeFactors(k[p], p, c.DHead, c.RopeBase, m.ropeFreqs)
+			ropeScaled(q[p], p, c.DHead, c.RopeBase, fs, m.ropeFreqs)
+			ropeScaled(k[p], p, c.DHead, c.RopeBase, fs, m.ropeFreqs)
 		}
 	}
 
@@ -280,9 +284,17 @@ func rope(vec []float32, pos, dHead int, base float64) []float32 {
 // (ggml_rope_cache_init: theta/ff with ff = freq_factors[i0/2]). freqs nil
 // is plain rope.
 func ropeFactors(vec []float32, pos, dHead int, base float64, freqs []float32) []float32 {
+	return ropeScaled(vec, pos, dHead, base, 1, freqs)
+}
+
+// ropeScaled is ropeFactors with linear RoPE scaling: every angle is also
+// multiplied by freqScale (1/rope.scaling.factor), as ggml's rope_yarn
+// does with ext_factor 0: theta = freq_scale · pos · base^(−2i/dHead) / ff.
+// freqScale 1 is ropeFactors.
+func ropeScaled(vec []float32, pos, dHead int, base, freqScale float64, freqs []float32) []float32 {
 	for h := 0; h+dHead <= len(vec); h += dHead {
 		for i := 0; i < dHead/2; i++ {
-			theta := float64(pos) * math.Pow(base, -2*float64(i)/float64(dHead))
+			theta := float64(pos) * freqScale * math.Pow(base, -2*float64(i)/float64(dHead))
 			if freqs != nil {
 				theta /= float64(freqs[i])
 			}
@@ -293,6 +305,14 @@ func ropeFactors(vec []float32, pos, dHead int, base float64, freqs []float32) [
 		}
 	}
 	return vec
+}
+
+// freqScale is RopeFreqScale, 1 when unset.
+func (c Config) freqScale() float64 {
+	if c.RopeFreqScale == 0 {
+		return 1
+	}
+	return c.RopeFreqScale
 }
 
 // headNorm replaces each head of vec (heads of len(gamma), laid end to

@@ -18,6 +18,12 @@ type gemmaConfig struct {
 	// swaBase is the rope base of the sliding-window layers (gemma3:
 	// 10000, whatever rope.freq_base says; gemma2: rope.freq_base).
 	swaBase float64
+	// swaScale is the linear RoPE scaling of the sliding-window layers:
+	// gemma3 1 (load_hparams sets rope_freq_scale_train_swa = 1, so
+	// Gemma 3 4B, 12B and 27B's rope.scaling.factor 8 scales the global
+	// layers only); gemma2 the model's (its graph passes one freq_scale to
+	// every layer).
+	swaScale float64
 	// window is the sliding window: in a layer with swa[l], position p
 	// attends to positions s with p − s < window.
 	window int
@@ -34,8 +40,12 @@ type gemmaConfig struct {
 // tied, sliding window 4096 in layers 0, 2, 4, ... (set_swa_pattern(2)),
 // attention soft-cap 50 and final soft-cap 30. gemma3: tied unless the
 // file has output.weight; with attention.sliding_window, five layers in
-// six (set_swa_pattern(6)) attend within it and rotate with base 10000;
-// no attention soft-cap; a final soft-cap only when the file sets one.
+// six (set_swa_pattern(6)) attend within it and rotate with base 10000
+// and no RoPE scaling, the others with rope.freq_base and the file's
+// linear scaling (Gemma 3 4B, 12B, 27B: factor 8); no attention
+// soft-cap; a final soft-cap only when the file sets one. Without a
+// sliding window every gemma3 layer is global (llama.cpp's non-iswa graph,
+// whose layers all take the file's base and scaling).
 func loadGemma(f *models.File, arch string) (*Model, error) {
 	p := arch + "."
 	c, err := loadRMSHParams(f, p)
@@ -46,10 +56,10 @@ func loadGemma(f *models.File, arch string) (*Model, error) {
 	if r := optionalUint(f, p+"rope.dimension_count", c.DHead); r != c.DHead {
 		return nil, fmt.Errorf("%srope.dimension_count %d differs from the head width %d (Gemma rotates whole heads)", p, r, c.DHead)
 	}
-	g := &gemmaConfig{attnSoftcap: 50, finalSoftcap: 30, window: optionalUint(f, p+"attention.sliding_window", 4096), swaBase: c.RopeBase}
+	g := &gemmaConfig{attnSoftcap: 50, finalSoftcap: 30, window: optionalUint(f, p+"attention.sliding_window", 4096), swaBase: c.RopeBase, swaScale: c.freqScale()}
 	pattern, big := 2, 46 // llama.cpp's LLM_TYPE_27B has 46 layers
 	if arch == "gemma3" {
-		g.attnSoftcap, g.finalSoftcap, g.swaBase = 0, 0, 10000
+		g.attnSoftcap, g.finalSoftcap, g.swaBase, g.swaScale = 0, 0, 10000, 1
 		g.window = optionalUint(f, p+"attention.sliding_window", 0)
 		pattern, big = 6, 62
 		if g.window == 0 {
@@ -175,8 +185,9 @@ func (m *Model) runGemma(tokens []int32, edit func(name string, rows [][]float32
 	return r, nil
 }
 
-// attentionGemma is attention for gemma2's layer l: q and k rotated NEOX
-// style over whole heads, the score of query p and key s
+// attentionGemma is attention for gemma2's and gemma3's layer l: q and k
+// rotated NEOX style over whole heads (with the layer's base and linear
+// scaling), the score of query p and key s
 // c·tanh(attnScale·q·k / c) with c the attention soft-cap, and in a
 // sliding-window layer only keys with p − s < window.
 func (m *Model) attentionGemma(ly layer, x [][]float32, l int) [][]float32 {
@@ -190,12 +201,15 @@ func (m *Model) attentionGemma(ly layer, x [][]float32, l int) [][]float32 {
 			headNorm(q[p], ly.qNorm, c.NormEps)
 			headNorm(k[p], ly.kNorm, c.NormEps)
 		}
-		base := c.RopeBase
+		// llama_model::get_rope_freq_base and get_rope_freq_scale:
+		// a sliding-window layer takes swaBase and swaScale, a global
+		// layer the file's base and linear scaling
+		base, scale := c.RopeBase, c.freqScale()
 		if g.swa[l] {
-			base = g.swaBase
+			base, scale = g.swaBase, g.swaScale
 		}
-		ropeNeox(q[p], p, c.DHead, c.DHead, base)
-		ropeNeox(k[p], p, c.DHead, c.DHead, base)
+		ropeNeoxScaled(q[p], p, c.DHead, c.DHead, base, scale)
+		ropeNeoxScaled(k[p], p, c.DHead, c.DHead, base, scale)
 	}
 	group := c.NHead / c.NHeadKV
 	z := make([][]float32, n)

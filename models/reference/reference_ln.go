@@ -122,8 +122,9 @@ func (m *Model) attentionLN(ly lnLayer, x [][]float32) [][]float32 {
 		k[p] = qkv[c.DModel : c.DModel+kvDim]
 		v[p] = qkv[c.DModel+kvDim:]
 		if c.RopeDim > 0 {
-			ropeNeox(q[p], p, c.DHead, c.RopeDim, c.RopeBase)
-			ropeNeox(k[p], p, c.DHead, c.RopeDim, c.RopeBase)
+			// gptneox's graph passes freq_scale in every layer
+			ropeNeoxScaled(q[p], p, c.DHead, c.RopeDim, c.RopeBase, c.freqScale())
+			ropeNeoxScaled(k[p], p, c.DHead, c.RopeDim, c.RopeBase, c.freqScale())
 		}
 	}
 	return attend(q, k, v, c.NHead, c.NHeadKV, c.DHead)
@@ -170,10 +171,17 @@ func attend(q, k, v [][]float32, nHead, nHeadKV, dHead int) [][]float32 {
 // and the remaining dHead − nRot dimensions pass unchanged (Pythia rotates a
 // quarter of each head).
 func ropeNeox(vec []float32, pos, dHead, nRot int, base float64) {
+	ropeNeoxScaled(vec, pos, dHead, nRot, base, 1)
+}
+
+// ropeNeoxScaled is ropeNeox with linear RoPE scaling: theta_i =
+// freqScale · pos · base^(−2i/nRot), freqScale being llama.cpp's
+// freq_scale (1/rope.scaling.factor; 1 is ropeNeox).
+func ropeNeoxScaled(vec []float32, pos, dHead, nRot int, base, freqScale float64) {
 	half := nRot / 2
 	for h := 0; h+dHead <= len(vec); h += dHead {
 		for i := 0; i < half; i++ {
-			theta := float64(pos) * math.Pow(base, -2*float64(i)/float64(nRot))
+			theta := float64(pos) * freqScale * math.Pow(base, -2*float64(i)/float64(nRot))
 			sin, cos := math.Sincos(theta)
 			x0, x1 := float64(vec[h+i]), float64(vec[h+i+half])
 			vec[h+i] = float32(x0*cos - x1*sin)

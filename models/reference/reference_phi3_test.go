@@ -80,8 +80,8 @@ func TestPhi3(t *testing.T) {
 		return mustLoad(t, p)
 	}
 	want := mustRun(t, split(false), tokens)
-	if len(got.Names()) != 12 {
-		t.Errorf("phi3 hooks %v, want 12 (no resid_mid)", got.Names())
+	if len(got.Names()) != 14 {
+		t.Errorf("phi3 hooks %v, want 14 (6 per layer, ln_final, logits)", got.Names())
 	}
 	for _, name := range got.Names() {
 		g, w := mustGet(t, got, name), mustGet(t, want, name)
