@@ -54,7 +54,7 @@ type ParamsOptions struct {
 	// Rank is the neurons and heads listed in the Along ranking.
 	Rank int
 	// AllTokens lists every token; by default only normal and user
-	// tokens are listed (byte-fallback, control and unknown tokens, often
+	// tokens are listed (byte-fallback, control, unknown and unused tokens, often
 	// untrained rows that share one value, are left out).
 	AllTokens bool
 }
@@ -322,7 +322,7 @@ func Params(w *models.Weights, v models.Vocab, e models.Engine, o ParamsOptions)
 		}
 	}
 	if skipped > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("%d byte-fallback, control and unknown tokens are left out of the lists (often untrained rows that share one value); --all-tokens lists them", skipped))
+		r.Notes = append(r.Notes, fmt.Sprintf("%d byte-fallback, control, unknown and unused tokens are left out of the lists (often untrained rows that share one value); --all-tokens lists them", skipped))
 	}
 	if skipped == u.NVocab {
 		return nil, inputErr("the vocabulary has no normal tokens to list: pass --all-tokens")

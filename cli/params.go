@@ -188,7 +188,7 @@ activation(A) − activation(B) times the projection of the write direction
 	f.StringVar(&opts.Plot, "plot", "", "write the --align heatmap to FILE.png or FILE.svg")
 	f.BoolVar(&opts.Force, "force", false, "replace an existing --plot or --html file")
 	addHTMLFlag(f, &opts.HTML, nil)
-	f.BoolVar(&opts.AllTokens, "all-tokens", false, "also list byte-fallback, control and unknown tokens")
+	f.BoolVar(&opts.AllTokens, "all-tokens", false, "also list byte-fallback, control, unknown and unused tokens")
 	f.BoolVar(&opts.JSON, "json", false, "print JSON (schema in docs/geometry.md)")
 	return cmd
 }

@@ -16,23 +16,25 @@ import (
 
 // SynthOptions are the options of `lldiff synth`.
 type SynthOptions struct {
-	IO      *IOStreams
-	Out     string
-	Preset  string
-	Type    string
-	Vocab   string
-	Layers  int
-	DModel  int
-	Heads   int
-	KVHeads int
-	HeadDim int
-	DFF     int
-	Ctx     int
-	Seed    uint64
-	Untied  bool
-	Tied    bool
-	Pure    bool
-	Force   bool
+	IO     *IOStreams
+	Out    string
+	Preset string
+	Type   string
+	Vocab  string
+	// VocabSize pads the vocabulary with unused tokens (0: the preset's)
+	VocabSize int
+	Layers    int
+	DModel    int
+	Heads     int
+	KVHeads   int
+	HeadDim   int
+	DFF       int
+	Ctx       int
+	Seed      uint64
+	Untied    bool
+	Tied      bool
+	Pure      bool
+	Force     bool
 	// MMProjOut is where --preset smolvlm-tiny writes its projector
 	// (synth_vision.go).
 	MMProjOut string
@@ -54,7 +56,10 @@ vocabulary); qwen2-tiny, qwen2-0.5b (qwen2) and qwen3-tiny, qwen3-0.6b-shape
 phi3-mini-shape (phi3), gemma2-tiny, gemma2-2b-shape (gemma2) and gemma3-tiny,
 gemma3-1b-shape, gemma3-4b-shape (gemma3; the 4B shape with its linear RoPE
 scaling 8 in the global layers), with Llama 2's vocabulary standing in for
-theirs.
+theirs. The -shape presets (and qwen2-0.5b) pad the vocabulary with unused
+tokens to the real model's size (Qwen 151936, Gemma 2 256000, Gemma 3 262144,
+Phi-3 32064), so that the embedding, output matrix and lens cost what they
+cost on the real file; --vocab-size sets any size.
 Shape flags override the preset.
 Types F32, F16, Q8_0 and Q4_0 are written directly; Q4_K (=Q4_K_S), Q4_K_M
 and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
@@ -64,7 +69,7 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 				return usageErr("no output file: pass -o FILE.gguf")
 			}
 			// a shape flag given as 0 would silently keep the preset's value
-			for _, name := range []string{"layers", "d-model", "heads", "kv-heads", "head-dim", "d-ff", "ctx"} {
+			for _, name := range []string{"layers", "d-model", "heads", "kv-heads", "head-dim", "d-ff", "ctx", "vocab-size"} {
 				if v, _ := cmd.Flags().GetInt(name); cmd.Flags().Changed(name) && v <= 0 {
 					return usageErr("--%s %d: give a positive number, or leave --%s out to keep the preset's", name, v, name)
 				}
@@ -83,6 +88,7 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	f.StringVar(&opts.Preset, "preset", "tiny", "shape preset: "+strings.Join(models.SynthPresets(), ", "))
 	f.StringVar(&opts.Type, "type", "", "weight type: F32, F16, Q8_0, Q4_0, Q5_0, Q2_K, Q3_K_M, Q4_K, Q4_K_M, Q5_K_M, Q6_K (default: the preset's)")
 	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the architecture's real vocabulary, built into lldiff: Llama-2 SentencePiece, GPT-2 or GPT-NeoX BPE; GPT-2's for qwen2 and qwen3, Llama 2's for phi3, gemma2 and gemma3)")
+	f.IntVar(&opts.VocabSize, "vocab-size", 0, "pad the vocabulary to this many tokens with unused ones, so the embedding and output matrices (and the lens's cost) have a real model's size; tokenization is unchanged (default: the preset's, such as 256000 for gemma2-2b-shape; with --vocab, that file's own size)")
 	f.IntVar(&opts.Layers, "layers", 0, "layers")
 	f.IntVar(&opts.DModel, "d-model", 0, "d_model")
 	f.IntVar(&opts.Heads, "heads", 0, "attention heads")
@@ -130,6 +136,12 @@ func synthRun(opts *SynthOptions) error {
 	}
 	spec.Overwrite = opts.Force
 	spec.VocabPath = opts.Vocab
+	if opts.Vocab != "" {
+		spec.VocabSize = 0 // the given vocabulary's own size, unless --vocab-size says otherwise
+	}
+	if opts.VocabSize > 0 {
+		spec.VocabSize = opts.VocabSize
+	}
 	if err := checkOutFile(opts.Out, "-o", opts.Force); err != nil {
 		return err
 	}

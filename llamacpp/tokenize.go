@@ -163,6 +163,7 @@ const (
 	KindByte    = models.KindByte
 	KindUnknown = models.KindUnknown
 	KindUser    = models.KindUser
+	KindUnused  = models.KindUnused
 )
 
 // Kind returns the token's kind.
@@ -185,6 +186,8 @@ func (m *Model) Kind(id int32) TokenKind {
 		return KindUnknown
 	case a&C.LLAMA_TOKEN_ATTR_USER_DEFINED != 0:
 		return KindUser
+	case a&C.LLAMA_TOKEN_ATTR_UNUSED != 0:
+		return KindUnused
 	}
 	return KindNormal
 }
@@ -193,13 +196,14 @@ func (m *Model) Kind(id int32) TokenKind {
 // are shown as "▁" (for every tokenizer, so " happy" reads "▁happy"), a lone
 // space token as "▁", newlines and tabs as \n and \t, byte tokens and bytes
 // that are not valid UTF-8 as <0xNN>, control tokens as their text (<s>),
-// escaped (safetext.Terminal): the text is the vocabulary file's.
+// control and unused tokens as their text (<s>, <unused0>), escaped
+// (safetext.Terminal): the text is the vocabulary file's.
 func (m *Model) Printable(id int32) string {
 	if r, ok := m.ImageRow(id); ok {
 		return imagePrintable(r)
 	}
 	switch m.Kind(id) {
-	case KindControl, KindByte:
+	case KindControl, KindByte, KindUnused:
 		t := m.Text(id)
 		if t != "" {
 			return safetext.Terminal(t)

@@ -197,6 +197,10 @@ const (
 	KindByte    TokenKind = "byte"    // SentencePiece byte fallback <0xNN>
 	KindUnknown TokenKind = "unknown"
 	KindUser    TokenKind = "user"
+	// KindUnused tokens are reserved rows no text produces (Gemma's
+	// <unused0>…, the padding of synthetic vocabularies); llama.cpp decodes
+	// them to nothing, so they are shown by their text
+	KindUnused TokenKind = "unused"
 )
 
 // PrintableBytes renders decoded token bytes on one line, hiding nothing:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +53,13 @@ type SynthSpec struct {
 	// is empty the architecture's own shipped vocabulary, compiled into the
 	// binary, is used (see SynthVocab and ShippedVocab). The vocabulary size is its token count.
 	VocabPath string
+	// VocabSize pads the vocabulary to this many tokens (0: its own
+	// size), as Gemma's 256k and Qwen's 152k vocabularies are larger than
+	// the shipped ones: the added tokens are "<unused_N>", of token type
+	// UNUSED and score 0, which no tokenizer produces from text, so that
+	// tokenization is unchanged and only the embedding and output matrices
+	// (and the lens's cost) grow.
+	VocabSize int
 
 	// Type of the weight matrices: F32 (the zero value), F16, Q8_0 or Q4_0.
 	// Norm weights are always F32.
@@ -116,24 +124,24 @@ var synthPresets = map[string]SynthSpec{
 	"pythia-160m": {Arch: "gptneox", NLayer: 12, DModel: 768, NHead: 12, NHeadKV: 12, DFF: 3072, NCtx: 2048, Type: F16, Untied: true},
 
 	"qwen2-tiny": {Arch: "qwen2", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, DFF: 128, NCtx: 512, Type: F32, Untied: true},
-	"qwen2-0.5b": {Arch: "qwen2", NLayer: 24, DModel: 896, NHead: 14, NHeadKV: 2, DFF: 4864, NCtx: 32768, Type: Q8_0},
+	"qwen2-0.5b": {Arch: "qwen2", NLayer: 24, DModel: 896, NHead: 14, NHeadKV: 2, DFF: 4864, NCtx: 32768, Type: Q8_0, VocabSize: 151936},
 
 	"qwen3-tiny":       {Arch: "qwen3", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, HeadDim: 32, DFF: 128, NCtx: 512, Type: F32},
-	"qwen3-0.6b-shape": {Arch: "qwen3", NLayer: 28, DModel: 1024, NHead: 16, NHeadKV: 8, HeadDim: 128, DFF: 3072, NCtx: 40960, Type: Q8_0},
+	"qwen3-0.6b-shape": {Arch: "qwen3", NLayer: 28, DModel: 1024, NHead: 16, NHeadKV: 8, HeadDim: 128, DFF: 3072, NCtx: 40960, Type: Q8_0, VocabSize: 151936},
 
 	"gemma2-tiny":     {Arch: "gemma2", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 2, HeadDim: 32, DFF: 128, NCtx: 512, Type: F32, SlidingWindow: 8},
-	"gemma2-2b-shape": {Arch: "gemma2", NLayer: 26, DModel: 2304, NHead: 8, NHeadKV: 4, HeadDim: 256, DFF: 9216, NCtx: 8192, Type: Q8_0},
+	"gemma2-2b-shape": {Arch: "gemma2", NLayer: 26, DModel: 2304, NHead: 8, NHeadKV: 4, HeadDim: 256, DFF: 9216, NCtx: 8192, Type: Q8_0, VocabSize: 256000},
 
 	"gemma3-tiny":     {Arch: "gemma3", NLayer: 6, DModel: 64, NHead: 4, NHeadKV: 2, HeadDim: 32, DFF: 128, NCtx: 512, Type: F32, SlidingWindow: 8},
-	"gemma3-1b-shape": {Arch: "gemma3", NLayer: 26, DModel: 1152, NHead: 4, NHeadKV: 1, HeadDim: 256, DFF: 6912, NCtx: 32768, Type: Q8_0},
+	"gemma3-1b-shape": {Arch: "gemma3", NLayer: 26, DModel: 1152, NHead: 4, NHeadKV: 1, HeadDim: 256, DFF: 6912, NCtx: 32768, Type: Q8_0, VocabSize: 262144},
 	// Gemma 3 4B's text model (google/gemma-3-4b-pt's text_config):
 	// window 1024, rope base 1e6 with linear scaling 8 in the global
 	// layers, 10000 unscaled in the sliding-window ones
 	"gemma3-4b-shape": {Arch: "gemma3", NLayer: 34, DModel: 2560, NHead: 8, NHeadKV: 4, HeadDim: 256, DFF: 10240, NCtx: 131072, Type: Q4_0,
-		SlidingWindow: 1024, RopeScaleLinear: 8},
+		SlidingWindow: 1024, RopeScaleLinear: 8, VocabSize: 262144},
 
 	"phi3-tiny":       {Arch: "phi3", NLayer: 2, DModel: 64, NHead: 4, NHeadKV: 4, DFF: 128, NCtx: 512, Type: F32, Untied: true},
-	"phi3-mini-shape": {Arch: "phi3", NLayer: 32, DModel: 3072, NHead: 32, NHeadKV: 32, DFF: 8192, NCtx: 4096, Type: Q4_0, Untied: true},
+	"phi3-mini-shape": {Arch: "phi3", NLayer: 32, DModel: 3072, NHead: 32, NHeadKV: 32, DFF: 8192, NCtx: 4096, Type: Q4_0, Untied: true, VocabSize: 32064},
 }
 
 // SynthPresets returns the names SynthPreset knows, sorted.
@@ -165,30 +173,31 @@ func SynthPresets() []string {
 //	qwen2-tiny   qwen2, 2 layers, d_model 64, 4 heads (2 kv), d_ff 128, ctx 512, F32,
 //	             untied output.weight
 //	qwen2-0.5b   qwen2, 24 layers, d_model 896, 14 heads (2 kv), d_ff 4864, ctx 32768,
-//	             Q8_0, tied (the shape of Qwen2.5-0.5B, with the GPT-2 vocabulary)
+//	             Q8_0, tied (the shape of Qwen2.5-0.5B, with the GPT-2 vocabulary
+//	             padded to Qwen's 151936 tokens)
 //	qwen3-tiny   qwen3, 2 layers, d_model 64, 4 heads of 32 (2 kv), d_ff 128, ctx 512,
 //	             F32, tied: the heads span twice d_model, as Qwen3's may
 //	qwen3-0.6b-shape  qwen3, 28 layers, d_model 1024, 16 heads of 128 (8 kv),
 //	             d_ff 3072, ctx 40960, Q8_0, tied (the shape of Qwen3-0.6B, with
-//	             the GPT-2 vocabulary)
+//	             the GPT-2 vocabulary padded to Qwen's 151936 tokens)
 //	gemma2-tiny  gemma2, 2 layers, d_model 64, 4 heads of 32 (2 kv), d_ff 128, ctx 512,
 //	             F32, sliding window 8 (so that short prompts reach past it)
 //	gemma2-2b-shape  gemma2, 26 layers, d_model 2304, 8 heads of 256 (4 kv), d_ff 9216,
 //	             ctx 8192, Q8_0, window 4096 (the shape of Gemma-2-2B, with Llama 2's
-//	             vocabulary: 32000 tokens instead of Gemma's 256000)
+//	             vocabulary padded to Gemma's 256000 tokens)
 //	gemma3-tiny  gemma3, 6 layers (5 local, 1 global), d_model 64, 4 heads of 32 (2 kv),
 //	             d_ff 128, ctx 512, F32, sliding window 8
 //	gemma3-1b-shape  gemma3, 26 layers, d_model 1152, 4 heads of 256 (1 kv), d_ff 6912,
 //	             ctx 32768, Q8_0, window 512 (the shape of Gemma-3-1B, with Llama 2's
-//	             vocabulary)
+//	             vocabulary padded to Gemma 3's 262144 tokens)
 //	gemma3-4b-shape  gemma3, 34 layers, d_model 2560, 8 heads of 256 (4 kv), d_ff 10240,
 //	             ctx 131072, Q4_0, window 1024, linear RoPE scaling 8 in the global
 //	             layers (the shape of Gemma-3-4B's text model, with Llama 2's
-//	             vocabulary: 3.2e9 weights in the layers)
+//	             vocabulary padded to 262144 tokens: 3.2e9 weights in the layers)
 //	phi3-tiny    phi3, 2 layers, d_model 64, 4 heads, d_ff 128, ctx 512, F32, untied
 //	phi3-mini-shape  phi3, 32 layers, d_model 3072, 32 heads, d_ff 8192, ctx 4096,
 //	             Q4_0, untied (the shape of Phi-3-mini-4k: 3.8e9 weights with
-//	             its vocabulary; here Llama 2's, which Phi-3's extends by 64)
+//	             its vocabulary; here Llama 2's padded to Phi-3's 32064 tokens)
 //
 // The type is a default that callers may change. The presets use rope base
 // 10000 and norm epsilon 1e-5, except qwen2's and qwen3's: 1000000 and
@@ -400,6 +409,12 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 		return &FormatError{Path: s.VocabPath, Problem: "has no tokenizer.ggml.tokens", Fix: "use a GGUF file with a vocabulary, such as llama.cpp's vocab-only models/ggml-vocab-llama-spm.gguf"}
 	}
 	nVocab := len(tokens)
+	if s.VocabSize != 0 {
+		if s.VocabSize < nVocab {
+			return fmt.Errorf("synthetic model: vocabulary size %d is smaller than the vocabulary's %d tokens; give %d or more (or 0 for its own size)", s.VocabSize, nVocab, nVocab)
+		}
+		nVocab = s.VocabSize
+	}
 	if s.Arch == "gpt2" || s.Arch == "gptneox" {
 		return writeSyntheticLayerNorm(path, s, vocab, nVocab)
 	}
@@ -598,6 +613,10 @@ func newSynthWriter(s SynthSpec, vocab *File, nVocab int, archKVs ...KV) (*synth
 			continue
 		}
 		if strings.HasPrefix(kv.Key, "tokenizer.") {
+			kv, err := padVocabKV(kv, nVocab)
+			if err != nil {
+				return nil, err
+			}
 			kvs = append(kvs, kv)
 		}
 	}
@@ -611,6 +630,48 @@ func newSynthWriter(s SynthSpec, vocab *File, nVocab int, archKVs ...KV) (*synth
 		}
 	}
 	return w, nil
+}
+
+// tokenTypeUnused is llama.cpp's LLAMA_TOKEN_TYPE_UNUSED.
+const tokenTypeUnused = 5
+
+// padVocabKV extends the per-token arrays of the tokenizer (tokens, scores,
+// token types) to n entries with unused tokens (see SynthSpec.VocabSize);
+// other keys, and arrays already n long, are returned as they are. An
+// array of another element type than llama.cpp's is an error.
+func padVocabKV(kv KV, n int) (KV, error) {
+	bad := func() (KV, error) {
+		return kv, fmt.Errorf("synthetic model: cannot pad the vocabulary: %s is a %T, not the array llama.cpp writes; use the vocabulary as it is (VocabSize 0)", kv.Key, kv.Value)
+	}
+	switch kv.Key {
+	case "tokenizer.ggml.tokens":
+		if v, ok := kv.Value.([]string); ok && len(v) < n {
+			out := slices.Clip(v)
+			for i := len(v); i < n; i++ {
+				out = append(out, fmt.Sprintf("<unused_%d>", i-len(v)))
+			}
+			kv.Value = out
+		} else if !ok {
+			return bad()
+		}
+	case "tokenizer.ggml.scores":
+		if v, ok := kv.Value.([]float32); ok && len(v) < n {
+			kv.Value = append(slices.Clip(v), make([]float32, n-len(v))...)
+		} else if !ok {
+			return bad()
+		}
+	case "tokenizer.ggml.token_type":
+		if v, ok := kv.Value.([]int32); ok && len(v) < n {
+			out := slices.Clip(v)
+			for range n - len(v) {
+				out = append(out, tokenTypeUnused)
+			}
+			kv.Value = out
+		} else if !ok {
+			return bad()
+		}
+	}
+	return kv, nil
 }
 
 // matrix adds a matrix of the model's type with random values of standard

@@ -468,3 +468,65 @@ func BenchmarkWriteSynthetic(b *testing.B) {
 		})
 	}
 }
+
+// TestSynthVocabSize checks the padding of SynthSpec.VocabSize: the
+// tokenizer's tokens, scores and types grow to the size with unused tokens,
+// the original entries and the rows of the original tokens are unchanged
+// (each tensor's values are drawn in order from its own seed), and a size
+// below the vocabulary's is refused with the size it needs. GPT-2's
+// vocabulary, which has no scores, pads too.
+func TestSynthVocabSize(t *testing.T) {
+	plain := writeSynth(t, tinySpec(t, F32))
+	toks, _ := plain.Strings("tokenizer.ggml.tokens")
+	n := len(toks)
+	spec := tinySpec(t, F32)
+	spec.VocabSize = n + 100
+	f := writeSynth(t, spec)
+	got, _ := f.Strings("tokenizer.ggml.tokens")
+	if len(got) != n+100 || !slices.Equal(got[:n], toks) || got[n] != "<unused_0>" || got[n+99] != "<unused_99>" {
+		t.Fatalf("padded tokens: %d entries, [%d]=%q, last %q", len(got), n, got[n], got[len(got)-1])
+	}
+	scores, _ := f.Get("tokenizer.ggml.scores")
+	if s, ok := scores.([]float32); !ok || len(s) != n+100 || s[n] != 0 {
+		t.Errorf("padded scores: %T of %d", scores, len(s))
+	}
+	types, _ := f.Get("tokenizer.ggml.token_type")
+	ty, ok := types.([]int32)
+	if !ok || len(ty) != n+100 || ty[n] != tokenTypeUnused || ty[n+99] != tokenTypeUnused {
+		t.Errorf("padded token types: %T of %d", types, len(ty))
+	}
+	if v, _ := f.Int("llama.vocab_size"); v != int64(n+100) {
+		t.Errorf("llama.vocab_size %d, want %d", v, n+100)
+	}
+	ti, ok := f.Tensor("token_embd.weight")
+	if !ok || ti.Dims[1] != uint64(n+100) {
+		t.Fatalf("token_embd.weight: %+v", ti)
+	}
+	a, err := plain.ReadTensorFloat32("token_embd.weight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.ReadTensorFloat32("token_embd.weight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a, b[:len(a)]) {
+		t.Error("padding changed the embedding rows of the vocabulary's own tokens")
+	}
+
+	spec.VocabSize = n - 1
+	err = WriteSynthetic(filepath.Join(t.TempDir(), "small.gguf"), spec)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(n)) || !strings.Contains(err.Error(), "smaller") {
+		t.Errorf("vocabulary size below the vocabulary's: %v", err)
+	}
+
+	gspec := SynthSpec{Arch: "gpt2", NLayer: 1, DModel: 64, NHead: 4, DFF: 128, NCtx: 64, Type: F32, Seed: 3,
+		VocabPath: testmodels.Path(t, testmodels.VocabGPT2), VocabSize: 60000}
+	g := writeSynth(t, gspec)
+	if got, _ := g.Strings("tokenizer.ggml.tokens"); len(got) != 60000 {
+		t.Errorf("gpt2 padded to %d tokens, want 60000", len(got))
+	}
+	if _, ok := g.Get("tokenizer.ggml.scores"); ok {
+		t.Error("padding added scores to a vocabulary that has none")
+	}
+}

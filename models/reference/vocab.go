@@ -58,6 +58,7 @@ const (
 	typeUnknown = 2
 	typeControl = 3
 	typeUser    = 4
+	typeUnused  = 5
 	typeByte    = 6
 )
 
@@ -104,7 +105,7 @@ func (v *Vocab) Tokenize(text string, o models.TokenizeOptions) ([]int32, error)
 	for len(s) > 0 {
 		n := min(len(s), v.maxLen)
 		for ; n > 0; n-- {
-			if id, ok := v.byText[s[:n]]; ok && v.typ(id) != typeControl && v.typ(id) != typeByte {
+			if id, ok := v.byText[s[:n]]; ok && v.typ(id) != typeControl && v.typ(id) != typeByte && v.typ(id) != typeUnused {
 				out = append(out, id)
 				break
 			}
@@ -131,6 +132,8 @@ func (v *Vocab) Piece(id int32) []byte {
 	}
 	t := v.tokens[id]
 	switch {
+	case v.typ(id) == typeUnused:
+		return nil // as llama.cpp: reserved rows decode to nothing
 	case v.typ(id) == typeByte && len(t) == 6 && strings.HasPrefix(t, "<0x"):
 		b, err := strconv.ParseUint(t[3:5], 16, 8)
 		if err == nil {
@@ -172,6 +175,8 @@ func (v *Vocab) Kind(id int32) models.TokenKind {
 		return models.KindUnknown
 	case typeUser:
 		return models.KindUser
+	case typeUnused:
+		return models.KindUnused
 	}
 	return models.KindNormal
 }
@@ -179,7 +184,7 @@ func (v *Vocab) Kind(id int32) models.TokenKind {
 // Printable returns a one-line form of the token, as llamacpp's does.
 func (v *Vocab) Printable(id int32) string {
 	switch v.Kind(id) {
-	case models.KindControl, models.KindByte:
+	case models.KindControl, models.KindByte, models.KindUnused:
 		if t := v.Text(id); t != "" {
 			return safetext.Terminal(t)
 		}
