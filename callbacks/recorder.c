@@ -264,6 +264,23 @@ int lldiff_fake_node(struct ggml_tensor *t, const char *name, const char *op) {
     return 0;
 }
 
+void lldiff_recorder_keep(lldiff_recorder *r, const uint8_t *keep, const int64_t *ub_start, int n_ub) {
+    r->keep = keep;
+    r->ub_start = keep ? ub_start : NULL;
+    r->n_ub = keep ? n_ub : 0;
+}
+
+static bool grow(lldiff_recorder *r, lldiff_slot *s, size_t nf) {
+    if (s->n + nf <= s->cap) {
+        return true;
+    }
+    size_t c = s->cap ? s->cap : 1024;
+    while (c < s->n + nf) {
+        c *= 2;
+    }
+    return lldiff_recorder_reserve(r, (int) (s - r->slots), c) == 0;
+}
+
 static bool fail(lldiff_recorder *r, const char *msg, const struct ggml_tensor *t) {
     if (!r->error) {
         r->error = 1;
@@ -287,15 +304,36 @@ static bool record(lldiff_recorder *r, lldiff_slot *s, struct ggml_tensor *t) {
     s->calls++;
     const int64_t nrows = t->ne[1] * t->ne[2] * t->ne[3];
     const size_t nf = (size_t) (t->ne[0] * nrows);
-    if (r->record) {
-        if (s->n + nf > s->cap) {
-            size_t c = s->cap ? s->cap : 1024;
-            while (c < s->n + nf) {
-                c *= 2;
-            }
-            if (lldiff_recorder_reserve(r, (int) (s - r->slots), c) != 0) {
+    bool copied = false;
+    if (r->record && r->keep && t->ne[2] == 1 && t->ne[3] == 1) {
+        // one row per token: copy the kept ones
+        int k = s->calls - 1;
+        if (k >= r->n_ub) {
+            return fail(r, "captured node ran in more ubatches than the batch was split into", t);
+        }
+        const int64_t u0 = r->ub_start[k], u1 = r->ub_start[k + 1];
+        int64_t kept = 0;
+        for (int64_t i = u0; i < u1; i++) {
+            kept += r->keep[i] != 0;
+        }
+        if (nrows == u1 - u0 && kept < nrows) {
+            if (!grow(r, s, (size_t) (kept * t->ne[0]))) {
                 return fail(r, "out of memory while recording", t);
             }
+            for (int64_t row = 0; row < nrows; row++) {
+                if (r->keep[u0 + row]) {
+                    ggml_backend_tensor_get(t, s->data + s->n, (size_t) (row * t->nb[1]), (size_t) t->ne[0] * sizeof(float));
+                    s->n += (size_t) t->ne[0];
+                }
+            }
+            copied = true;
+        }
+        // otherwise every row is copied: a node of the outputs only, or
+        // one whose rows are not tokens (the reader checks the count)
+    }
+    if (r->record && !copied) {
+        if (!grow(r, s, nf)) {
+            return fail(r, "out of memory while recording", t);
         }
         float *dst = s->data + s->n;
         if (ggml_is_contiguous(t)) {

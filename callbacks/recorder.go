@@ -30,6 +30,7 @@ type Recorder struct {
 	r       *C.lldiff_recorder
 	nodes   []models.Node
 	patches []unsafe.Pointer // C memory owned by the recorder
+	keep    unsafe.Pointer   // C memory of Keep: the mask, then the ubatch starts
 }
 
 // New returns a recorder with nothing selected.
@@ -49,6 +50,7 @@ func (r *Recorder) Close() {
 		return
 	}
 	r.freePatches()
+	r.freeKeep()
 	C.lldiff_recorder_free(r.r)
 	r.r = nil
 }
@@ -238,6 +240,66 @@ func (r *Recorder) SetPatch(i, width int, data []float32, mask []bool) error {
 		s.patch_mask = (*C.uint8_t)(m)
 	}
 	return nil
+}
+
+// Keep makes the recorder copy only the rows of tokens whose keep is true,
+// until ClearKeep: keep has one entry per token of the decodes that follow
+// (all of them, in order), and ubStart the first token of each ubatch
+// llama.cpp splits them into, then len(keep). A node with one row per token
+// records its kept rows; a node computed for the outputs only (as many rows
+// as kept tokens in its ubatch) records all its rows; so each slot holds
+// one row per kept token, in order. Other nodes record every row.
+func (r *Recorder) Keep(keep []bool, ubStart []int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.r == nil {
+		return errClosed
+	}
+	n := len(ubStart) - 1
+	if n < 1 || ubStart[0] != 0 || ubStart[n] != len(keep) {
+		return fmt.Errorf("callbacks: ubatch starts %v do not cover %d tokens", ubStart, len(keep))
+	}
+	for k := range n {
+		if ubStart[k+1] <= ubStart[k] {
+			return fmt.Errorf("callbacks: ubatch starts %v are not increasing", ubStart)
+		}
+	}
+	r.freeKeep()
+	mem := C.malloc(C.size_t(8*(n+1) + len(keep)))
+	if mem == nil {
+		return fmt.Errorf("callbacks: out of memory")
+	}
+	starts := unsafe.Slice((*int64)(mem), n+1)
+	for k, s := range ubStart {
+		starts[k] = int64(s)
+	}
+	mask := unsafe.Slice((*byte)(unsafe.Add(mem, 8*(n+1))), len(keep))
+	for i, b := range keep {
+		mask[i] = 0
+		if b {
+			mask[i] = 1
+		}
+	}
+	r.keep = mem
+	C.lldiff_recorder_keep(r.r, (*C.uint8_t)(unsafe.Add(mem, 8*(n+1))), (*C.int64_t)(mem), C.int(n))
+	return nil
+}
+
+// ClearKeep makes the recorder copy every row again.
+func (r *Recorder) ClearKeep() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.freeKeep()
+}
+
+func (r *Recorder) freeKeep() {
+	if r.r != nil {
+		C.lldiff_recorder_keep(r.r, nil, nil, 0)
+	}
+	if r.keep != nil {
+		C.free(r.keep)
+		r.keep = nil
+	}
 }
 
 // ClearPatches removes the patches of every slot and frees their memory,

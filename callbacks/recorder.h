@@ -56,6 +56,16 @@ typedef struct lldiff_recorder {
     int *order; // slot indices sorted by bucket
 
     bool record; // copy data (false: only patch)
+    // keep, when set, limits what is copied to some rows: call k of a slot
+    // (its node in the k-th ubatch) covers the tokens [ub_start[k],
+    // ub_start[k+1]) of keep. A node with one row per token copies the rows
+    // whose keep is 1; a node computed for the outputs only (as many rows as
+    // ones in the window: llama.cpp's last layer) copies all of its rows.
+    // Either way the slot holds one row per kept token, in order. The
+    // arrays belong to the caller and must outlive the decode.
+    const uint8_t *keep;
+    const int64_t *ub_start;
+    int n_ub;
     int error;
     char errmsg[256];
 
@@ -84,6 +94,9 @@ int lldiff_recorder_select(lldiff_recorder *r, int n, const char **names, const 
 // allocated buffers.
 void lldiff_recorder_reset(lldiff_recorder *r);
 int lldiff_recorder_reserve(lldiff_recorder *r, int slot, size_t nfloats);
+// lldiff_recorder_keep sets (or with keep NULL clears) the rows to copy; see
+// lldiff_recorder.keep.
+void lldiff_recorder_keep(lldiff_recorder *r, const uint8_t *keep, const int64_t *ub_start, int n_ub);
 bool lldiff_recorder_eval(struct ggml_tensor *t, bool ask, void *user_data);
 // lldiff_recorder_match_node returns the slot node t would be recorded in,
 // or -1 (for tests of the matcher, which build t with lldiff_fake_node).

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lldiff/lldiff/internal/benchmodels"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/models"
@@ -416,8 +417,7 @@ func TestUnembedErrors(t *testing.T) {
 // 32000-token llama vocabulary, Q8_0 weights, untied.
 func lensBenchModel(b *testing.B) (*Model, []int32) {
 	b.Helper()
-	spec := models.SynthSpec{NLayer: 8, DModel: 512, NHead: 8, DFF: 1408, NCtx: 256, Type: models.Q8_0, Untied: true, Seed: 1,
-		VocabPath: testmodels.Path(b, testmodels.VocabLlamaSPM)}
+	spec := lensBenchSpec(b)
 	p := filepath.Join(b.TempDir(), "bench.gguf")
 	if err := models.WriteSynthetic(p, spec); err != nil {
 		b.Fatal(err)
@@ -432,6 +432,12 @@ func lensBenchModel(b *testing.B) (*Model, []int32) {
 		ids[i] = int32(100 + 37*i%(m.NVocab()-100))
 	}
 	return m, ids
+}
+
+// lensBenchSpec is the model of lensBenchModel.
+func lensBenchSpec(b *testing.B) models.SynthSpec {
+	return models.SynthSpec{NLayer: 8, DModel: 512, NHead: 8, DFF: 1408, NCtx: 256, Type: models.Q8_0, Untied: true, Seed: 1,
+		VocabPath: testmodels.Path(b, testmodels.VocabLlamaSPM)}
 }
 
 // lensBenchRows returns the rows the lens benchmarks unembed: resid_post of
@@ -506,6 +512,82 @@ func BenchmarkDecode(b *testing.B) {
 // computed too) ÷ the same decode, and the CPU-time forms of both.
 func BenchmarkLensRatio(b *testing.B) {
 	m, ids := lensBenchModel(b)
+	benchLensRatio(b, m, ids, "lens")
+	spec := lensBenchSpec(b)
+	spec.VocabSize = m.NVocab()
+	lensMACs := float64((spec.NLayer-1)*benchPositions) * float64(spec.VocabSize) * float64(spec.DModel)
+	b.ReportMetric(lensMACs/decodeMACs(spec, len(ids), benchPositions), "lens/decode-macs-ratio")
+}
+
+// BenchmarkLensVocab256k is BenchmarkLensRatio on a model with Gemma 3's
+// vocabulary size: the gemma3-1b-shape preset (26 layers, d_model 1152,
+// Llama 2's vocabulary padded to 262144 tokens, Q8_0, tied), where one lens
+// row (262144 × 1152 multiply-adds) costs 0.43 of a token's pass through
+// all 26 layers. It reports lens-256k/decode-ratio and the arithmetic
+// floor of that ratio, lens-256k/decode-macs-ratio: the multiply-adds of
+// the lens ÷ those of the decode (matrix products and attention), which no
+// implementation of the same lens can beat by more than the two sides'
+// kernels differ. The model is written once (1.1 GB) into
+// $TMPDIR/lldiff-bench.
+func BenchmarkLensVocab256k(b *testing.B) {
+	const preset = "gemma3-1b-shape"
+	path, err := benchmodels.Synthetic(preset, models.Q8_0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := LoadModel(path, ModelParams{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	ids := make([]int32, benchPrompt)
+	for i := range ids {
+		ids[i] = int32(100 + 37*i%(32000-100)) // real tokens, not the padding
+	}
+	spec, err := models.SynthPreset(preset)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if m.NVocab() != spec.VocabSize {
+		b.Fatalf("%s has %d tokens, want %d", path, m.NVocab(), spec.VocabSize)
+	}
+	benchLensRatio(b, m, ids, "lens-256k")
+	rows := float64((spec.NLayer - 1) * benchPositions)
+	lensMACs := rows * float64(spec.VocabSize) * float64(spec.DModel)
+	b.ReportMetric(lensMACs/decodeMACs(spec, len(ids), benchPositions), "lens-256k/decode-macs-ratio")
+}
+
+// decodeMACs counts the multiply-adds of decoding t tokens of a model of
+// spec's shape with logits at logitRows positions: per token and layer the
+// Q, K, V and O projections and the three MLP matrices, attention's QKᵀ and
+// AV over the tokens so far (t is below every sliding window here), and
+// the output matrix for logitRows rows. Norms, RoPE and softmax are left
+// out (linear in d_model, not in the matrices).
+func decodeMACs(spec models.SynthSpec, t, logitRows int) float64 {
+	d, ff, nl, nv := float64(spec.DModel), float64(spec.DFF), float64(spec.NLayer), float64(spec.VocabSize)
+	hd := spec.HeadDim
+	if hd == 0 {
+		hd = spec.DModel / spec.NHead
+	}
+	kvHeads := spec.NHeadKV
+	if kvHeads == 0 {
+		kvHeads = spec.NHead
+	}
+	q, kv := float64(spec.NHead*hd), float64(kvHeads*hd)
+	perToken := d*(q+2*kv) + q*d + 3*d*ff
+	attn := 0.0
+	for i := 1; i <= t; i++ {
+		attn += 2 * float64(i) * q
+	}
+	return nl*(float64(t)*perToken+attn) + float64(logitRows)*nv*d
+}
+
+// benchLensRatio times, alternately on m, the lens of compare (resid_post
+// rows of every layer but the last at benchPositions positions of ids), the
+// lens of every layer, and a decode of ids with logits at those positions,
+// and reports their ratios under the metric names prefix/decode-ratio and
+// prefix-all/decode-ratio, and their CPU-time forms.
+func benchLensRatio(b *testing.B, m *Model, ids []int32, prefix string) {
 	rows := lensBenchRows(b, m, ids)
 	n := len(rows) / m.NEmbd()
 	nCompare := n - benchPositions // compare's rows: the last layer's come from the logits
@@ -547,11 +629,11 @@ func BenchmarkLensRatio(b *testing.B) {
 		cDec += cpuTime() - c2
 	}
 	b.ReportMetric(float64(nCompare), "rows/op")
-	b.ReportMetric(tLens.Seconds()/tDec.Seconds(), "lens/decode-ratio")
-	b.ReportMetric(tAll.Seconds()/tDec.Seconds(), "lens-all/decode-ratio")
+	b.ReportMetric(tLens.Seconds()/tDec.Seconds(), prefix+"/decode-ratio")
+	b.ReportMetric(tAll.Seconds()/tDec.Seconds(), prefix+"-all/decode-ratio")
 	// CPU time, for LLDIFF_BENCH_THREADS=1 on a loaded machine: one
 	// thread's work does not depend on the other processes (spinning
 	// workers would count with more threads)
-	b.ReportMetric(cLens.Seconds()/cDec.Seconds(), "lens/decode-cpu")
-	b.ReportMetric(cAll.Seconds()/cDec.Seconds(), "lens-all/decode-cpu")
+	b.ReportMetric(cLens.Seconds()/cDec.Seconds(), prefix+"/decode-cpu")
+	b.ReportMetric(cAll.Seconds()/cDec.Seconds(), prefix+"-all/decode-cpu")
 }

@@ -78,6 +78,20 @@ func (c *Context) RunRows(seqs [][]int32, pos [][]int, hooks []models.Hook) ([]*
 	return out, nil
 }
 
+// ubatchStarts returns the first token of each ubatch llama.cpp computes
+// when decode passes n tokens in batches of nBatch: each batch is split into
+// consecutive ubatches of nUBatch tokens (llama.cpp's simple split, which a
+// unified KV cache uses), then n.
+func ubatchStarts(n, nBatch, nUBatch int) []int {
+	var s []int
+	for b0 := 0; b0 < n; b0 += nBatch {
+		for u := b0; u < min(b0+nBatch, n); u += nUBatch {
+			s = append(s, u)
+		}
+	}
+	return append(s, n)
+}
+
 func (c *Context) runRowsGroup(seqs [][]int32, pos, outs [][]int, total int, hooks []models.Hook, hookSlot []int, dst []*SeqRows) error {
 	C.llama_memory_clear(C.llama_get_memory(c.c), true)
 	c.rec.Reset()
@@ -114,6 +128,19 @@ func (c *Context) runRowsGroup(seqs [][]int32, pos, outs [][]int, total int, hoo
 		for k, p := range pos[si] {
 			ks[si][p] = append(ks[si][p], k)
 		}
+	}
+	if nOut < total && !hasImages(flat) && len(hooks) > 0 {
+		// copy only the rows asked for: a compare of two 30-token prompts
+		// at the last position copies 2 rows per hook instead of 60 (the
+		// memory of the others would be written once and never read)
+		keep := make([]bool, total)
+		for i, t := range flat {
+			keep[i] = t.logits
+		}
+		if err := c.rec.Keep(keep, ubatchStarts(total, c.p.NBatch, c.p.NUBatch)); err != nil {
+			return err
+		}
+		defer c.rec.ClearKeep()
 	}
 	err := c.decode(flat, func(i int, row []float32) {
 		t := flat[i]

@@ -31,7 +31,13 @@ func Synthetic(preset string, t models.GGMLType) (string, error) {
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return "", err
 	}
-	p := filepath.Join(cache, fmt.Sprintf("%s-%s.gguf", preset, t))
+	name := fmt.Sprintf("%s-%s", preset, t)
+	if spec.VocabSize > 0 {
+		// a file written before the preset padded its vocabulary has
+		// another size: never reuse it
+		name += fmt.Sprintf("-v%d", spec.VocabSize)
+	}
+	p := filepath.Join(cache, name+".gguf")
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}
