@@ -18,11 +18,22 @@ var targets = map[string]struct {
 	Max  float64
 	What string
 }{
-	"capture/decode":    {1.10, "capture resid_post+attn_out+mlp_out, all layers ÷ bare decode (CPU)"},
-	"lens/decode":       {0.5, "logit lens of all layers × compared positions ÷ one decode"},
-	"compare/2decodes":  {1.25, "compare end to end ÷ two bare decodes (load excluded)"},
-	"rss/filesize+1GiB": {1.0, "peak RSS of compare ÷ (file size + 1 GiB)"},
-	"contrast/llamacpp": {1.25, "contrast time ÷ llama.cpp batched prompt time, same tokens (throughput ≥ 0.8×)"},
+	"capture/decode":      {1.03, "capture resid_post+attn_out+mlp_out, all layers ÷ bare decode (CPU)"},
+	"lens/decode":         {0.30, "compare's logit lens (every layer but the last, whose lens is the model's logits) × 4 positions ÷ one decode with logits there"},
+	"lens-all/decode":     {0, "the lens of every layer × 4 positions ÷ the same decode"},
+	"lens/decode-macs":    {0, "arithmetic floor of lens/decode: the lens's multiply-adds ÷ the decode's"},
+	"compare/2decodes":    {1.10, "compare end to end ÷ two bare decodes, each side creating its context (load excluded)"},
+	"rss/filesize+0.5GiB": {1.0, "peak RSS of compare on the 7B shape ÷ (file size + 0.5 GiB)"},
+	"rss/filesize+1GiB":   {0, "peak RSS of compare on the 7B shape ÷ (file size + 1 GiB), the earlier bound"},
+	"contrast/llamacpp":   {1.11, "contrast time ÷ llama.cpp batched prompt time, same tokens (throughput ≥ 0.9×)"},
+	// Gemma 3's 262144-token vocabulary (gemma3-1b-shape, Q8_0): one lens
+	// row costs 0.43 of a token's pass through the 26 layers, so the lens
+	// cannot meet the 32k-vocabulary limits; these limits hold what was
+	// measured, with the arithmetic floor beside (docs/performance.md)
+	"lens-256k/decode":      {1.10, "lens/decode at a 262144-token vocabulary (gemma3-1b-shape, Q8_0)"},
+	"lens-256k-all/decode":  {0, ""},
+	"lens-256k/decode-macs": {0, "arithmetic floor of lens-256k/decode"},
+	"compare-256k/2decodes": {1.75, "compare/2decodes at a 262144-token vocabulary (gemma3-1b-shape, Q8_0)"},
 	// rows stream to their files one ubatch at a time: the peak is the
 	// model, the KV cache and one ubatch, whatever the prompt's length
 	"longcapture-rss/file+kv+1GiB": {1.0, "peak RSS of capture (3 kinds × all layers, 7B shape, 2048 tokens) ÷ (file + KV cache + 1 GiB)"},
