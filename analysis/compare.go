@@ -33,6 +33,10 @@ type CompareOptions struct {
 	Lens models.LensMode
 	// Answers are continuations to score after each prompt.
 	Answers []string
+	// NoLens skips the logit lens (the result's lens is empty, and the
+	// summary says nothing about it): on a 256k vocabulary the lens of
+	// every layer costs more than the prompts' decode.
+	NoLens bool
 }
 
 // CompareResult is the document `compare --json` prints
@@ -300,7 +304,9 @@ func Compare(e models.Engine, o CompareOptions) (*CompareResult, error) {
 	}
 
 	// logit lens of resid_post at every layer, at the last compared pair
-	if c.Lens, err = compareLens(e, ca, cb, lastRow, o, meanRows[0] == nil && meanRows[1] == nil); err != nil {
+	if o.NoLens {
+		c.Lens = []LensLayer{}
+	} else if c.Lens, err = compareLens(e, ca, cb, lastRow, o, meanRows[0] == nil && meanRows[1] == nil); err != nil {
 		return nil, err
 	}
 

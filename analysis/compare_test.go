@@ -3,6 +3,7 @@ package analysis
 import (
 	"errors"
 	"math"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -127,6 +128,33 @@ func cmpFloat(a, b float64) int {
 // the last layer, captured by a separate run, through the engine's
 // unembedder) to float32 rounding. In gamma mode (no final norm) the last
 // layer is computed like every other, and differs from the logits.
+// TestCompareNoLens checks that NoLens leaves the lens out, and nothing
+// else: the ranking and predictions equal a run with the lens, and the
+// summary says nothing about a lens.
+func TestCompareNoLens(t *testing.T) {
+	forEngines(t, stories(t), func(t *testing.T, e models.Engine) {
+		o := compareOpts()
+		with, err := Compare(e, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.NoLens = true
+		without, err := Compare(e, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(with.Lens) == 0 || without.Lens == nil || len(without.Lens) != 0 {
+			t.Fatalf("lens: %d layers with, %v without", len(with.Lens), without.Lens)
+		}
+		if without.Summary != nil && without.Summary.Lens != nil {
+			t.Errorf("summary speaks of a lens that was not computed: %+v", without.Summary.Lens)
+		}
+		if !reflect.DeepEqual(with.Components, without.Components) || !reflect.DeepEqual(with.Prompts, without.Prompts) {
+			t.Error("NoLens changed the ranking or the predictions")
+		}
+	})
+}
+
 func TestCompareLensLastLayer(t *testing.T) {
 	forEngines(t, stories(t), func(t *testing.T, e models.Engine) {
 		nl := e.ModelInfo().NLayer

@@ -144,7 +144,7 @@ Pythia (gptneox with a parallel residual) has no resid_mid.`,
 	f.BoolVar(&opts.NoPredictions, "no-predictions", false, "hide the predictions section")
 	f.BoolVar(&opts.NoRanking, "no-ranking", false, "hide the ranking section")
 	f.BoolVar(&opts.NoLayers, "no-layers", false, "hide the per-layer view")
-	f.BoolVar(&opts.NoLens, "no-lens", false, "hide the logit lens section")
+	f.BoolVar(&opts.NoLens, "no-lens", false, "leave out the logit lens (not computed: on a 256k vocabulary it costs more than the decode)")
 	f.BoolVar(&opts.NoNeurons, "no-neurons", false, "hide the neurons section")
 	return cmd
 }
@@ -218,6 +218,7 @@ func compareRun(opts *CompareOptions) error {
 		Model: opts.Model.Model, A: a, B: b, Tokenize: opts.Model.tokenizeOptions(),
 		Positions: opts.Pos, Kinds: kinds, Sort: opts.Sort,
 		TopK: opts.TopK, LensK: opts.LensK, Neurons: opts.Neurons, Lens: opts.Lens, Answers: opts.Answers,
+		NoLens: opts.NoLens,
 	})
 	if err != nil {
 		return flagAdvice(err)

@@ -411,7 +411,7 @@ func WriteSynthetic(path string, spec SynthSpec) error {
 	nVocab := len(tokens)
 	if s.VocabSize != 0 {
 		if s.VocabSize < nVocab {
-			return fmt.Errorf("synthetic model: vocabulary size %d is smaller than the vocabulary's %d tokens; give %d or more (or 0 for its own size)", s.VocabSize, nVocab, nVocab)
+			return fmt.Errorf("synthetic model: vocabulary size %d is smaller than the vocabulary's %d tokens; give %d or more, or leave it unset for the vocabulary's own size", s.VocabSize, nVocab, nVocab)
 		}
 		nVocab = s.VocabSize
 	}

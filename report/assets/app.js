@@ -680,6 +680,7 @@
     var lc = card(main, "Logit lens of resid_post", "top tokens per layer at A position " + A.pos + ", B position " + B.pos + "; hover a token for its value", "", "lens");
     lc.appendChild(el("p", { "class": "note", id: "lens-note", text: lensNote(doc.lens_norm) }));
     var lens = doc.lens || [];
+    if (!lens.length) lc.appendChild(el("p", { "class": "empty", text: "No lens: compare ran with --no-lens." }));
     var maxAB = 0, maxD = 0;
     lens.forEach(function (l) {
       (l.a || []).concat(l.b || []).forEach(function (t) { maxAB = Math.max(maxAB, Math.abs(t.value)); });
