@@ -204,6 +204,9 @@ func SynthPresets() []string {
 // 1e-6, as Qwen2.5 and Qwen3; the Pythia shapes rotate a quarter of each head and use the
 // parallel residual.
 func SynthPreset(name string) (SynthSpec, error) {
+	if alias, ok := synthPresetAliases[name]; ok {
+		name = alias
+	}
 	s, ok := synthPresets[name]
 	if !ok {
 		return SynthSpec{}, fmt.Errorf("unknown synthetic model preset %q (known: %s)", name, strings.Join(SynthPresets(), ", "))
@@ -631,6 +634,10 @@ func newSynthWriter(s SynthSpec, vocab *File, nVocab int, archKVs ...KV) (*synth
 	}
 	return w, nil
 }
+
+// synthPresetAliases are other names of presets, accepted but not listed:
+// the -shape spelling of the one preset without it.
+var synthPresetAliases = map[string]string{"qwen2-0.5b-shape": "qwen2-0.5b"}
 
 // tokenTypeUnused is llama.cpp's LLAMA_TOKEN_TYPE_UNUSED.
 const tokenTypeUnused = 5

@@ -530,3 +530,19 @@ func TestSynthVocabSize(t *testing.T) {
 		t.Error("padding added scores to a vocabulary that has none")
 	}
 }
+
+// TestSynthPresetAlias checks that qwen2-0.5b-shape, the spelling of the
+// other -shape presets, is qwen2-0.5b.
+func TestSynthPresetAlias(t *testing.T) {
+	a, err := SynthPreset("qwen2-0.5b-shape")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := SynthPreset("qwen2-0.5b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("qwen2-0.5b-shape %+v, qwen2-0.5b %+v", a, b)
+	}
+}
