@@ -270,8 +270,20 @@ func differingSpan(a, b []Token) *SummaryDiff {
 	}
 	text := func(ts []Token) string {
 		var sb strings.Builder
-		for _, t := range ts {
-			sb.WriteString(t.Text)
+		for i := 0; i < len(ts); i++ {
+			t := ts[i]
+			if t.Image == nil {
+				sb.WriteString(t.Text)
+				continue
+			}
+			// a run of one image's positions reads as one span, as in
+			// the token views
+			n := 1
+			for i+n < len(ts) && ts[i+n].Image != nil && ts[i+n].Image.Image == t.Image.Image {
+				n++
+			}
+			fmt.Fprintf(&sb, "[image %d: %d position%s]", t.Image.Image, n, plural(n))
+			i += n - 1
 		}
 		return sb.String()
 	}

@@ -131,6 +131,21 @@ func TestDifferingSpanLengths(t *testing.T) {
 	}
 }
 
+// TestDifferingSpanImages: image positions read as one span per image, as
+// in the token views, not as their (empty) texts.
+func TestDifferingSpanImages(t *testing.T) {
+	a := toks([]int32{1, 5, -1, -2, -3, -4, -5, 9}, "", " see", "", "", "", "", "", ".")
+	for i := 2; i < 7; i++ {
+		img := 1 + (i-2)/3 // positions 2-4 image 1, 5-6 image 2
+		a[i].Image = &ImagePos{Image: img, Source: "x.png", Part: 1, Parts: 1, Row: i - 2, Rows: 5}
+	}
+	b := toks([]int32{1, 5, 6, 9}, "", " see", " cats", ".")
+	d := differingSpan(a, b)
+	if want := "[image 1: 3 positions][image 2: 2 positions]"; d == nil || d.TextA != want || d.TextB != " cats" || d.TokensA != 5 {
+		t.Errorf("span %+v, want A %q", d, want)
+	}
+}
+
 // TestSummarizeLensConsistency: a token named by the lens sentence must
 // stay in the top of the difference lens for SummaryLensLayers consecutive
 // layers up to the last; one layer is not enough.
