@@ -202,29 +202,15 @@ func TestAgreementGemma2DetectsSoftcaps(t *testing.T) {
 	}
 	for _, key := range []string{"gemma2.final_logit_softcapping", "gemma2.attn_logit_softcapping"} {
 		t.Run(key, func(t *testing.T) {
-			w := &models.Writer{}
-			for _, kv := range f.KVs {
-				v := kv.Value
-				if kv.Key == key {
-					v = float32(1000)
-				}
-				if err := w.AddKV(kv.Key, v); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, ti := range f.Tensors {
-				b, err := f.ReadTensor(ti.Name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, b); err != nil {
-					t.Fatal(err)
-				}
-			}
 			changed := filepath.Join(dir, key+".gguf")
-			if err := w.WriteFile(changed); err != nil {
-				t.Fatal(err)
-			}
+			writeEditedKVs(t, f, changed, func(kvs []KV) []KV {
+				for i := range kvs {
+					if kvs[i].Key == key {
+						kvs[i].Value = float32(1000)
+					}
+				}
+				return kvs
+			})
 			m, ref := loadWithReference(t, changed, orig)
 			attn := key == "gemma2.attn_logit_softcapping"
 			for _, d := range compareRun(t, m, ref, promptSentence.tokens(t, m)) {

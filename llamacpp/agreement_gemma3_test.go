@@ -250,21 +250,7 @@ func TestAgreementGemma3DetectsWrongRopeScaling(t *testing.T) {
 // writeEditedKVs writes to dst a copy of f whose metadata is edit(f.KVs).
 func writeEditedKVs(t *testing.T, f *models.File, dst string, edit func(kvs []KV) []KV) {
 	t.Helper()
-	w := &models.Writer{}
-	for _, kv := range edit(slices.Clone(f.KVs)) {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, ti := range f.Tensors {
-		b, err := f.ReadTensor(ti.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := writerWith(t, f, edit(slices.Clone(f.KVs)))
 	if err := w.WriteFile(dst); err != nil {
 		t.Fatal(err)
 	}

@@ -187,8 +187,15 @@ func TestUnembedOutputBias(t *testing.T) {
 // f, for a test that adds to a real file.
 func copyToWriter(t *testing.T, f *models.File) *models.Writer {
 	t.Helper()
+	return writerWith(t, f, f.KVs)
+}
+
+// writerWith returns a Writer holding the metadata kvs and every tensor of
+// f.
+func writerWith(t *testing.T, f *models.File, kvs []models.KV) *models.Writer {
+	t.Helper()
 	w := &models.Writer{}
-	for _, kv := range f.KVs {
+	for _, kv := range kvs {
 		if err := w.AddKV(kv.Key, kv.Value); err != nil {
 			t.Fatal(err)
 		}

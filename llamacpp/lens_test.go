@@ -422,16 +422,29 @@ func lensBenchModel(b *testing.B) (*Model, []int32) {
 	if err := models.WriteSynthetic(p, spec); err != nil {
 		b.Fatal(err)
 	}
-	m, err := LoadModel(p, ModelParams{})
+	m := loadBench(b, p)
+	return m, lensBenchIDs(m.NVocab())
+}
+
+// loadBench loads path for a benchmark, closed when it ends.
+func loadBench(b *testing.B, path string) *Model {
+	b.Helper()
+	m, err := LoadModel(path, ModelParams{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { m.Close() })
+	return m
+}
+
+// lensBenchIDs returns the benchPrompt tokens of the lens benchmarks, spread
+// over ids 100 to nVocab-1.
+func lensBenchIDs(nVocab int) []int32 {
 	ids := make([]int32, benchPrompt)
 	for i := range ids {
-		ids[i] = int32(100 + 37*i%(m.NVocab()-100))
+		ids[i] = int32(100 + 37*i%(nVocab-100))
 	}
-	return m, ids
+	return ids
 }
 
 // lensBenchSpec is the model of lensBenchModel.
@@ -535,15 +548,8 @@ func BenchmarkLensVocab256k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := LoadModel(path, ModelParams{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m.Close() })
-	ids := make([]int32, benchPrompt)
-	for i := range ids {
-		ids[i] = int32(100 + 37*i%(32000-100)) // real tokens, not the padding
-	}
+	m := loadBench(b, path)
+	ids := lensBenchIDs(32000) // real tokens, not the padding
 	spec, err := models.SynthPreset(preset)
 	if err != nil {
 		b.Fatal(err)
