@@ -1,6 +1,12 @@
 package cli
 
-import "testing"
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lldiff/lldiff/models"
+)
 
 // The tests in this file run the commands on the gemma3-tiny preset: 6
 // layers (five with a sliding window of 8, one global), d_model 64 in 4
@@ -29,4 +35,39 @@ func TestAnalysesGemma3(t *testing.T) {
 	checkCompare(t, model, true, 6)
 	checkPatch(t, model, true)
 	checkContrastSteer(t, model, "gemma3", 3, 6)
+}
+
+// TestInspectRopeScaling checks that inspect says how a file scales RoPE:
+// Gemma 3's linear factor (global layers only), Llama 3's per-frequency
+// factors, and nothing for plain RoPE.
+func TestInspectRopeScaling(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		spec models.SynthSpec
+		want string
+	}{
+		{"gemma3-linear8", models.SynthSpec{Arch: "gemma3", NLayer: 6, DModel: 64, NHead: 4, NHeadKV: 2, HeadDim: 32, DFF: 128, NCtx: 128,
+			SlidingWindow: 8, RopeScaleLinear: 8}, "linear scaling ×8 in the global layers (the sliding-window ones unscaled)"},
+		{"llama-linear4", models.SynthSpec{NLayer: 1, DModel: 64, NHead: 4, DFF: 128, NCtx: 128, RopeScaleLinear: 4}, "linear scaling ×4"},
+		{"llama3", models.SynthSpec{NLayer: 1, DModel: 64, NHead: 4, DFF: 128, NCtx: 128, Llama3Rope: true}, "per-frequency factors (rope_freqs.weight)"},
+		{"plain", models.SynthSpec{NLayer: 1, DModel: 64, NHead: 4, DFF: 128, NCtx: 128}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, c.name+".gguf")
+			if err := models.WriteSynthetic(p, c.spec); err != nil {
+				t.Fatal(err)
+			}
+			if doc := runJSON[inspectJSON](t, "inspect", "--json", p); doc.RopeScaling != c.want {
+				t.Errorf("rope_scaling %q, want %q", doc.RopeScaling, c.want)
+			}
+			out, _, err := run(t, false, "inspect", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.want != "" && !strings.Contains(out, "("+c.want+")") || c.want == "" && strings.Contains(out, "scaling") {
+				t.Errorf("inspect says:\n%s\nwant the scaling %q", out, c.want)
+			}
+		})
+	}
 }

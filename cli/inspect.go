@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -53,22 +54,24 @@ capture with the llama.cpp graph node behind each.`,
 }
 
 type inspectJSON struct {
-	File            string           `json:"file"`
-	FileBytes       int64            `json:"file_bytes"`
-	GGUFVersion     uint32           `json:"gguf_version"`
-	Arch            string           `json:"arch"`
-	Name            string           `json:"name"`
-	Layers          int              `json:"layers"`
-	DModel          int              `json:"d_model"`
-	Heads           int              `json:"heads"`
-	KVHeads         int              `json:"kv_heads"`
-	DHead           int              `json:"d_head"`
-	DFF             int              `json:"d_ff"`
-	Vocab           int              `json:"vocab"`
-	Tokenizer       string           `json:"tokenizer"`
-	ContextTrain    int              `json:"context_train"`
-	RopeBase        float64          `json:"rope_base"`
-	RopeDim         int              `json:"rope_dim"`
+	File         string  `json:"file"`
+	FileBytes    int64   `json:"file_bytes"`
+	GGUFVersion  uint32  `json:"gguf_version"`
+	Arch         string  `json:"arch"`
+	Name         string  `json:"name"`
+	Layers       int     `json:"layers"`
+	DModel       int     `json:"d_model"`
+	Heads        int     `json:"heads"`
+	KVHeads      int     `json:"kv_heads"`
+	DHead        int     `json:"d_head"`
+	DFF          int     `json:"d_ff"`
+	Vocab        int     `json:"vocab"`
+	Tokenizer    string  `json:"tokenizer"`
+	ContextTrain int     `json:"context_train"`
+	RopeBase     float64 `json:"rope_base"`
+	RopeDim      int     `json:"rope_dim"`
+	// RopeScaling says how the file scales RoPE ("" for plain RoPE)
+	RopeScaling     string           `json:"rope_scaling,omitempty"`
 	Norm            string           `json:"norm"`
 	NormEps         float64          `json:"norm_eps"`
 	Positions       string           `json:"positions"`
@@ -126,6 +129,7 @@ func inspectRun(opts *InspectOptions) error {
 		RopeBase: info.RopeBase, NormEps: info.NormEps, Tied: info.TiedEmbeddings, VocabOnly: info.VocabOnly,
 		FileType: info.FileType, Params: info.NParams, RopeDim: info.RopeDim,
 		Norm: "RMSNorm", Positions: "rope", Residual: "sequential",
+		RopeScaling: ropeScaling(f, info.Arch),
 	}
 	if info.LayerNorm {
 		doc.Norm = "LayerNorm"
@@ -192,6 +196,9 @@ func inspectRun(opts *InspectOptions) error {
 			pos = "learned positions"
 		case doc.RopeDim != doc.DHead:
 			pos += fmt.Sprintf(" on %d of %d head dims", doc.RopeDim, doc.DHead)
+		}
+		if doc.RopeScaling != "" {
+			pos += " (" + doc.RopeScaling + ")"
 		}
 		norm := "norm eps"
 		if info.LayerNorm {
@@ -263,4 +270,39 @@ func inspectCvec(opts *InspectOptions, f *models.File) error {
 	}
 	fmt.Fprintf(out, "\nnot a model: steer with it (lldiff steer -m MODEL --cvec %s) or compare it (lldiff vec)\n", path)
 	return nil
+}
+
+// ropeScaling describes the file's RoPE scaling as llama.cpp reads it:
+// <arch>.rope.scaling.type and .factor (or the older .rope.scale_linear),
+// YaRN's original context, and per-frequency factors (rope_freqs.weight,
+// Llama 3.1's); "" for plain RoPE.
+func ropeScaling(f *models.File, arch string) string {
+	a := arch + "."
+	typ, _ := f.String(a + "rope.scaling.type")
+	factor, ok := f.Float(a + "rope.scaling.factor")
+	if !ok {
+		factor, ok = f.Float(a + "rope.scale_linear")
+	}
+	var parts []string
+	switch {
+	case typ == "none":
+	case ok && factor != 0 && factor != 1:
+		if typ == "" {
+			typ = "linear" // llama.cpp's default scaling type
+		}
+		s := fmt.Sprintf("%s scaling ×%g", safetext.Terminal(typ), factor)
+		if n, ok := f.Int(a + "rope.scaling.original_context_length"); ok && n > 0 {
+			s += fmt.Sprintf(" of a trained context of %d", n)
+		}
+		if arch == "gemma3" {
+			s += " in the global layers (the sliding-window ones unscaled)"
+		}
+		parts = append(parts, s)
+	case typ != "" && typ != "linear":
+		parts = append(parts, safetext.Terminal(typ)+" scaling")
+	}
+	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+		parts = append(parts, "per-frequency factors (rope_freqs.weight)")
+	}
+	return strings.Join(parts, "; ")
 }
