@@ -71,3 +71,25 @@ func TestInspectRopeScaling(t *testing.T) {
 		})
 	}
 }
+
+// TestSynthRopeScaleFlag checks that synth --rope-scale-linear writes the
+// factor (inspect reads it back) and refuses a negative one and one for
+// gpt2, which has no RoPE.
+func TestSynthRopeScaleFlag(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "scaled.gguf")
+	if _, stderr, err := run(t, false, "synth", "--preset", "tiny", "--rope-scale-linear", "4", "-o", p); err != nil {
+		t.Fatalf("%v: %s", err, stderr)
+	}
+	if doc := runJSON[inspectJSON](t, "inspect", "--json", p); doc.RopeScaling != "linear scaling ×4" {
+		t.Errorf("rope_scaling %q", doc.RopeScaling)
+	}
+	for _, c := range [][]string{
+		{"--preset", "tiny", "--rope-scale-linear", "-2"},
+		{"--preset", "gpt2-small", "--layers", "1", "--rope-scale-linear", "2"},
+	} {
+		_, _, err := run(t, false, append([]string{"synth", "-o", filepath.Join(t.TempDir(), "x.gguf")}, c...)...)
+		if err == nil || !strings.Contains(err.Error(), "RoPE scaling") {
+			t.Errorf("synth %v: %v", c, err)
+		}
+	}
+}

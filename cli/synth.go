@@ -23,18 +23,20 @@ type SynthOptions struct {
 	Vocab  string
 	// VocabSize pads the vocabulary with unused tokens (0: the preset's)
 	VocabSize int
-	Layers    int
-	DModel    int
-	Heads     int
-	KVHeads   int
-	HeadDim   int
-	DFF       int
-	Ctx       int
-	Seed      uint64
-	Untied    bool
-	Tied      bool
-	Pure      bool
-	Force     bool
+	// RopeLinear is a linear RoPE scaling factor (0: the preset's)
+	RopeLinear float64
+	Layers     int
+	DModel     int
+	Heads      int
+	KVHeads    int
+	HeadDim    int
+	DFF        int
+	Ctx        int
+	Seed       uint64
+	Untied     bool
+	Tied       bool
+	Pure       bool
+	Force      bool
 	// MMProjOut is where --preset smolvlm-tiny writes its projector
 	// (synth_vision.go).
 	MMProjOut string
@@ -89,6 +91,7 @@ and Q6_K are written as F16 and then quantized with llama.cpp's quantizer.`,
 	f.StringVar(&opts.Type, "type", "", "weight type: F32, F16, Q8_0, Q4_0, Q5_0, Q2_K, Q3_K_M, Q4_K, Q4_K_M, Q5_K_M, Q6_K (default: the preset's)")
 	f.StringVar(&opts.Vocab, "vocab", "", "vocab-only GGUF to take the tokenizer from (default: the architecture's real vocabulary, built into lldiff: Llama-2 SentencePiece, GPT-2 or GPT-NeoX BPE; GPT-2's for qwen2 and qwen3, Llama 2's for phi3, gemma2 and gemma3)")
 	f.IntVar(&opts.VocabSize, "vocab-size", 0, "pad the vocabulary to this many tokens with unused ones, so the embedding and output matrices (and the lens's cost) have a real model's size; tokenization is unchanged (default: the preset's, such as 256000 for gemma2-2b-shape; with --vocab, that file's own size)")
+	f.Float64Var(&opts.RopeLinear, "rope-scale-linear", 0, "linear RoPE scaling factor written as rope.scaling.factor, such as 8 for Gemma 3 4B's (gemma3: its global layers only; default: the preset's, none for most)")
 	f.IntVar(&opts.Layers, "layers", 0, "layers")
 	f.IntVar(&opts.DModel, "d-model", 0, "d_model")
 	f.IntVar(&opts.Heads, "heads", 0, "attention heads")
@@ -141,6 +144,9 @@ func synthRun(opts *SynthOptions) error {
 	}
 	if opts.VocabSize > 0 {
 		spec.VocabSize = opts.VocabSize
+	}
+	if opts.RopeLinear != 0 {
+		spec.RopeScaleLinear = opts.RopeLinear // SynthSpec's check refuses bad factors and gpt2
 	}
 	if err := checkOutFile(opts.Out, "-o", opts.Force); err != nil {
 		return err

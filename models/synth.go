@@ -272,7 +272,7 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 	}
 	switch {
 	case s.RopeScaleLinear != 0 && s.Arch == "gpt2":
-		return s, fmt.Errorf("synthetic model: RopeScaleLinear scales RoPE, and gpt2 has none (learned positions)")
+		return s, fmt.Errorf("synthetic model: linear RoPE scaling (RopeScaleLinear, synth --rope-scale-linear) scales RoPE, and gpt2 has none (it learns its positions)")
 	case s.RopeScaleLinear < 0 || math.IsNaN(s.RopeScaleLinear) || s.RopeScaleLinear != 0 && !validFloat32Factor(s.RopeScaleLinear):
 		return s, fmt.Errorf("synthetic model: linear RoPE scaling factor %v must be a positive finite number such as 8 (0 for none)", s.RopeScaleLinear)
 	}
