@@ -123,7 +123,8 @@ func ContrastModels(ea, eb models.Engine, o ModelBContrastOptions) (*ModelBContr
 			return nil, err
 		}
 		defer r.Close()
-		return r.RunRows(ids, pos, hooks)
+		// the logits too: the prompts' predictions are compared below
+		return r.RunRows(ids, pos, append(slices.Clone(hooks), models.Hook{Kind: models.Logits, Layer: -1}))
 	}
 	ra, err := run(ea)
 	if err != nil {

@@ -120,10 +120,15 @@ func (c *Context) runRowsGroup(seqs [][]int32, pos, outs [][]int, total int, hoo
 	}
 	// the logits go straight from llama.cpp's buffer to each sequence's
 	// rows, in the order (and with the repeats) of pos
+	// (only when a hook asks for them: a vocabulary's worth of floats per
+	// row, which contrast does not read)
+	wantLogits := slices.ContainsFunc(hooks, func(h models.Hook) bool { return h.Kind == models.Logits })
 	ks := make([]map[int][]int, len(seqs)) // position → indices in pos
 	for si := range seqs {
 		dst[si] = &SeqRows{Positions: slices.Clone(pos[si]), Acts: map[models.Hook]*models.Activation{}}
-		dst[si].Logits = &models.Activation{Hook: models.Hook{Kind: models.Logits, Layer: -1}, Width: nVocab, Data: make([]float32, len(pos[si])*nVocab)}
+		if wantLogits {
+			dst[si].Logits = &models.Activation{Hook: models.Hook{Kind: models.Logits, Layer: -1}, Width: nVocab, Data: make([]float32, len(pos[si])*nVocab)}
+		}
 		ks[si] = map[int][]int{}
 		for k, p := range pos[si] {
 			ks[si][p] = append(ks[si][p], k)
@@ -143,6 +148,9 @@ func (c *Context) runRowsGroup(seqs [][]int32, pos, outs [][]int, total int, hoo
 		defer c.rec.ClearKeep()
 	}
 	err := c.decode(flat, func(i int, row []float32) {
+		if !wantLogits {
+			return
+		}
 		t := flat[i]
 		for _, k := range ks[t.seq][t.pos] {
 			copy(dst[t.seq].Logits.Row(k), row)

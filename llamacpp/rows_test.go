@@ -75,6 +75,22 @@ func checkRunRows(t *testing.T, m *Model, p ContextParams, seqs [][]int32, pos [
 	if err != nil {
 		t.Fatal(err)
 	}
+	// without the Logits hook: no logits copied, the same rows
+	noLogits := slices.DeleteFunc(slices.Clone(hooks), func(h models.Hook) bool { return h.Kind == models.Logits })
+	bare, err := c.RunRows(seqs, pos, noLogits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range seqs {
+		if bare[i].Logits != nil {
+			t.Errorf("seq %d: logits copied although no hook asked for them", i)
+		}
+		for _, h := range noLogits {
+			if !slices.Equal(bare[i].Acts[h].Data, got[i].Acts[h].Data) {
+				t.Errorf("seq %d %s: rows differ with and without the Logits hook", i, h.Short())
+			}
+		}
+	}
 	for i := range seqs {
 		for _, h := range hooks {
 			a := got[i].Acts[h]

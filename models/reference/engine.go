@@ -153,8 +153,10 @@ func (r *runner) RunRows(seqs [][]int32, pos [][]int, hooks []models.Hook) ([]*m
 			return b
 		}
 		sr := &models.SeqRows{Positions: append([]int(nil), pos[i]...), Acts: map[models.Hook]*models.Activation{}}
-		lg, _ := c.At(models.Hook{Kind: models.Logits, Layer: -1})
-		sr.Logits = rows(lg)
+		if slices.ContainsFunc(hooks, func(h models.Hook) bool { return h.Kind == models.Logits }) {
+			lg, _ := c.At(models.Hook{Kind: models.Logits, Layer: -1})
+			sr.Logits = rows(lg)
+		}
 		for _, h := range hooks {
 			if h.Kind == models.Logits {
 				sr.Acts[h] = sr.Logits
