@@ -460,19 +460,44 @@ func (c *Context) runGroup(seqs [][]int32, patches [][]resolvedPatch, total int,
 	if err := c.checkPatched(want); err != nil {
 		return nil, err
 	}
-	// split the recorded rows of each slot by sequence
+	// split the recorded rows of each slot by sequence; the rows of all
+	// slots go into one allocation (one zeroing and one growth of the heap
+	// instead of one per hook)
 	slotRows := map[int][]float32{}
 	slotWidth := map[int]int{}
+	var slots []int
+	size := 0
 	for _, s := range hookSlot {
-		if _, done := slotRows[s]; done || s < 0 {
+		if _, done := slotWidth[s]; done || s < 0 {
 			continue
 		}
-		w, data := c.rec.Rows(s)
-		if w == 0 || len(data) != w*total {
-			return nil, fmt.Errorf("capture of node %s recorded %d values of width %d for %d tokens; the graph of this llama.cpp build does not match lldiff's hook table (run with -v)",
-				c.rec.Node(s), len(data), w, total)
+		node := c.rec.Node(s)
+		err := c.rec.View(s, func(w int, data []float32) error {
+			if w == 0 || len(data) != w*total {
+				return fmt.Errorf("capture of node %s recorded %d values of width %d for %d tokens; the graph of this llama.cpp build does not match lldiff's hook table (run with -v)",
+					node, len(data), w, total)
+			}
+			slotWidth[s] = w
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		slotRows[s], slotWidth[s] = data, w
+		slots = append(slots, s)
+		size += slotWidth[s] * total
+	}
+	slab := make([]float32, size)
+	for _, s := range slots {
+		n := slotWidth[s] * total
+		dst := slab[:n:n]
+		slab = slab[n:]
+		if err := c.rec.View(s, func(w int, data []float32) error {
+			copy(dst, data)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		slotRows[s] = dst
 	}
 	for i, h := range o.Hooks {
 		s := hookSlot[i]
