@@ -121,13 +121,6 @@ func cmpFloat(a, b float64) int {
 	return 0
 }
 
-// TestCompareLensLastLayer pins where the last layer's lens comes from. In
-// norm mode it is the model's own logits, which Compare takes from the run
-// instead of computing again: its values are the prediction's, bit for bit,
-// and they agree with the lens computed independently here (resid_post of
-// the last layer, captured by a separate run, through the engine's
-// unembedder) to float32 rounding. In gamma mode (no final norm) the last
-// layer is computed like every other, and differs from the logits.
 // TestCompareNoLens checks that NoLens leaves the lens out, and nothing
 // else: the ranking and predictions equal a run with the lens, and the
 // summary says nothing about a lens.
@@ -155,6 +148,13 @@ func TestCompareNoLens(t *testing.T) {
 	})
 }
 
+// TestCompareLensLastLayer pins where the last layer's lens comes from. In
+// norm mode it is the model's own logits, which Compare takes from the run
+// instead of computing again: its values are the prediction's, bit for bit,
+// and they agree with the lens computed independently here (resid_post of
+// the last layer, captured by a separate run, through the engine's
+// unembedder) to float32 rounding. In gamma mode (no final norm) the last
+// layer is computed like every other, and differs from the logits.
 func TestCompareLensLastLayer(t *testing.T) {
 	forEngines(t, stories(t), func(t *testing.T, e models.Engine) {
 		nl := e.ModelInfo().NLayer

@@ -54,24 +54,23 @@ capture with the llama.cpp graph node behind each.`,
 }
 
 type inspectJSON struct {
-	File         string  `json:"file"`
-	FileBytes    int64   `json:"file_bytes"`
-	GGUFVersion  uint32  `json:"gguf_version"`
-	Arch         string  `json:"arch"`
-	Name         string  `json:"name"`
-	Layers       int     `json:"layers"`
-	DModel       int     `json:"d_model"`
-	Heads        int     `json:"heads"`
-	KVHeads      int     `json:"kv_heads"`
-	DHead        int     `json:"d_head"`
-	DFF          int     `json:"d_ff"`
-	Vocab        int     `json:"vocab"`
-	Tokenizer    string  `json:"tokenizer"`
-	ContextTrain int     `json:"context_train"`
-	RopeBase     float64 `json:"rope_base"`
-	RopeDim      int     `json:"rope_dim"`
-	// RopeScaling says how the file scales RoPE ("" for plain RoPE)
-	RopeScaling     string           `json:"rope_scaling,omitempty"`
+	File            string           `json:"file"`
+	FileBytes       int64            `json:"file_bytes"`
+	GGUFVersion     uint32           `json:"gguf_version"`
+	Arch            string           `json:"arch"`
+	Name            string           `json:"name"`
+	Layers          int              `json:"layers"`
+	DModel          int              `json:"d_model"`
+	Heads           int              `json:"heads"`
+	KVHeads         int              `json:"kv_heads"`
+	DHead           int              `json:"d_head"`
+	DFF             int              `json:"d_ff"`
+	Vocab           int              `json:"vocab"`
+	Tokenizer       string           `json:"tokenizer"`
+	ContextTrain    int              `json:"context_train"`
+	RopeBase        float64          `json:"rope_base"`
+	RopeDim         int              `json:"rope_dim"`
+	RopeScaling     string           `json:"rope_scaling,omitempty"` // how the file scales RoPE, "" for plain RoPE
 	Norm            string           `json:"norm"`
 	NormEps         float64          `json:"norm_eps"`
 	Positions       string           `json:"positions"`

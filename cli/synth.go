@@ -16,30 +16,30 @@ import (
 
 // SynthOptions are the options of `lldiff synth`.
 type SynthOptions struct {
-	IO     *IOStreams
-	Out    string
-	Preset string
-	Type   string
-	Vocab  string
-	// VocabSize pads the vocabulary with unused tokens (0: the preset's)
-	VocabSize int
-	// RopeLinear is a linear RoPE scaling factor (0: the preset's)
-	RopeLinear float64
-	Layers     int
-	DModel     int
-	Heads      int
-	KVHeads    int
-	HeadDim    int
-	DFF        int
-	Ctx        int
-	Seed       uint64
-	Untied     bool
-	Tied       bool
-	Pure       bool
-	Force      bool
+	IO      *IOStreams
+	Out     string
+	Preset  string
+	Type    string
+	Vocab   string
+	Layers  int
+	DModel  int
+	Heads   int
+	KVHeads int
+	HeadDim int
+	DFF     int
+	Ctx     int
+	Seed    uint64
+	Untied  bool
+	Tied    bool
+	Pure    bool
+	Force   bool
 	// MMProjOut is where --preset smolvlm-tiny writes its projector
 	// (synth_vision.go).
 	MMProjOut string
+	// VocabSize pads the vocabulary with unused tokens (0: the preset's).
+	VocabSize int
+	// RopeLinear is a linear RoPE scaling factor (0: the preset's).
+	RopeLinear float64
 }
 
 func newCmdSynth(io *IOStreams, runF func(*SynthOptions) error) *cobra.Command {

@@ -119,9 +119,9 @@ func (c *Context) runRowsGroup(seqs [][]int32, pos, outs [][]int, total int, hoo
 		seqStart[si] = seqStart[si-1] + len(seqs[si-1])
 	}
 	// the logits go straight from llama.cpp's buffer to each sequence's
-	// rows, in the order (and with the repeats) of pos
-	// (only when a hook asks for them: a vocabulary's worth of floats per
-	// row, which contrast does not read)
+	// rows, in the order (and with the repeats) of pos, when a hook asks
+	// for them (a vocabulary's worth of floats per row, which contrast
+	// does not read)
 	wantLogits := slices.ContainsFunc(hooks, func(h models.Hook) bool { return h.Kind == models.Logits })
 	ks := make([]map[int][]int, len(seqs)) // position → indices in pos
 	for si := range seqs {

@@ -195,9 +195,9 @@ func (m *Model) Kind(id int32) TokenKind {
 // Printable returns a one-line form of a token that hides nothing: spaces
 // are shown as "▁" (for every tokenizer, so " happy" reads "▁happy"), a lone
 // space token as "▁", newlines and tabs as \n and \t, byte tokens and bytes
-// that are not valid UTF-8 as <0xNN>, control tokens as their text (<s>),
-// control and unused tokens as their text (<s>, <unused0>), escaped
-// (safetext.Terminal): the text is the vocabulary file's.
+// that are not valid UTF-8 as <0xNN>, control and unused tokens as their
+// text (<s>, <unused0>), escaped (safetext.Terminal): the text is the
+// vocabulary file's.
 func (m *Model) Printable(id int32) string {
 	if r, ok := m.ImageRow(id); ok {
 		return imagePrintable(r)

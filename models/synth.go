@@ -231,9 +231,10 @@ func SynthPreset(name string) (SynthSpec, error) {
 	return s, nil
 }
 
-// validFloat32Factor reports whether x, stored as a float32, is positive
-// and finite and so is its float32 inverse (llama.cpp's 1.0f/factor).
-func validFloat32Factor(x float64) bool {
+// ValidRopeFactor reports whether a RoPE scaling factor x, stored as a
+// float32, is positive and finite and so is its float32 inverse
+// (llama.cpp's 1.0f/factor). NaN and negative factors are not valid.
+func ValidRopeFactor(x float64) bool {
 	f := float32(x)
 	inv := float64(1 / f)
 	return f > 0 && !math.IsInf(float64(f), 0) && !math.IsInf(inv, 0)
@@ -273,7 +274,7 @@ func (s SynthSpec) normalize() (SynthSpec, error) {
 	switch {
 	case s.RopeScaleLinear != 0 && s.Arch == "gpt2":
 		return s, fmt.Errorf("synthetic model: linear RoPE scaling (RopeScaleLinear, synth --rope-scale-linear) scales RoPE, and gpt2 has none (it learns its positions)")
-	case s.RopeScaleLinear < 0 || math.IsNaN(s.RopeScaleLinear) || s.RopeScaleLinear != 0 && !validFloat32Factor(s.RopeScaleLinear):
+	case s.RopeScaleLinear != 0 && !ValidRopeFactor(s.RopeScaleLinear):
 		return s, fmt.Errorf("synthetic model: linear RoPE scaling factor %v must be a positive finite number such as 8 (0 for none)", s.RopeScaleLinear)
 	}
 	if s.RopeBase == 0 {
@@ -647,37 +648,29 @@ const tokenTypeUnused = 5
 // other keys, and arrays already n long, are returned as they are. An
 // array of another element type than llama.cpp's is an error.
 func padVocabKV(kv KV, n int) (KV, error) {
-	bad := func() (KV, error) {
-		return kv, fmt.Errorf("synthetic model: cannot pad the vocabulary: %s is a %T, not the array llama.cpp writes; use the vocabulary as it is (VocabSize 0)", kv.Key, kv.Value)
-	}
 	switch kv.Key {
 	case "tokenizer.ggml.tokens":
-		if v, ok := kv.Value.([]string); ok && len(v) < n {
-			out := slices.Clip(v)
-			for i := len(v); i < n; i++ {
-				out = append(out, fmt.Sprintf("<unused_%d>", i-len(v)))
-			}
-			kv.Value = out
-		} else if !ok {
-			return bad()
-		}
+		return padArray(kv, n, func(k int) string { return fmt.Sprintf("<unused_%d>", k) })
 	case "tokenizer.ggml.scores":
-		if v, ok := kv.Value.([]float32); ok && len(v) < n {
-			kv.Value = append(slices.Clip(v), make([]float32, n-len(v))...)
-		} else if !ok {
-			return bad()
-		}
+		return padArray(kv, n, func(int) float32 { return 0 })
 	case "tokenizer.ggml.token_type":
-		if v, ok := kv.Value.([]int32); ok && len(v) < n {
-			out := slices.Clip(v)
-			for range n - len(v) {
-				out = append(out, tokenTypeUnused)
-			}
-			kv.Value = out
-		} else if !ok {
-			return bad()
-		}
+		return padArray(kv, n, func(int) int32 { return tokenTypeUnused })
 	}
+	return kv, nil
+}
+
+// padArray appends fill(0), fill(1), … to kv's []T value until it has n
+// entries.
+func padArray[T any](kv KV, n int, fill func(k int) T) (KV, error) {
+	v, ok := kv.Value.([]T)
+	if !ok {
+		return kv, fmt.Errorf("synthetic model: cannot pad the vocabulary: %s is a %T, not the array llama.cpp writes; use the vocabulary as it is (VocabSize 0)", kv.Key, kv.Value)
+	}
+	out := slices.Clip(v)
+	for k := 0; len(out) < n; k++ {
+		out = append(out, fill(k))
+	}
+	kv.Value = out
 	return kv, nil
 }
 

@@ -347,7 +347,7 @@ func ropeFreqScale(f *models.File, a string) (float64, error) {
 		key = a + "rope.scale_linear"
 		factor, _ = metaFloat(f, key)
 	}
-	if factor < 0 || math.IsNaN(factor) || math.IsInf(factor, 0) || factor > 0 && math.IsInf(float64(1/float32(factor)), 0) {
+	if factor != 0 && !models.ValidRopeFactor(factor) {
 		return 0, fmt.Errorf("RoPE scaling factor %s = %g must be 0 (no scaling) or a positive finite factor whose inverse is a finite float32", key, factor)
 	}
 	if v, ok := metaFloat(f, a+"rope.scaling.attn_factor"); ok && v != 1 {
