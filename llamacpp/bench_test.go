@@ -1,6 +1,7 @@
 package llamacpp
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -60,11 +61,10 @@ func BenchmarkCaptureOverhead(b *testing.B) {
 	runs := []struct {
 		c *Context
 		o RunOptions
-		t time.Duration
 	}{
-		{bare, RunOptions{NoLogits: true}, 0},
-		{bare, RunOptions{}, 0},
-		{capc, RunOptions{Hooks: hooks}, 0},
+		{bare, RunOptions{NoLogits: true}},
+		{bare, RunOptions{}},
+		{capc, RunOptions{Hooks: hooks}},
 	}
 	for _, r := range runs { // warm up: page cache, weight repacking
 		if _, err := r.c.Run(toks, r.o); err != nil {
@@ -73,7 +73,6 @@ func BenchmarkCaptureOverhead(b *testing.B) {
 	}
 	// the same capture handed out by Stream, which copies no row into Go
 	// memory: what the callback and the graph cuts cost by themselves
-	var tStream time.Duration
 	stream := func() {
 		if err := capc.Stream(toks[0], hooks, func(h, pos0, width int, rows []float32) error { return nil }); err != nil {
 			b.Fatal(err)
@@ -81,30 +80,74 @@ func BenchmarkCaptureOverhead(b *testing.B) {
 	}
 	stream()
 	b.ResetTimer()
+	// per-round times: the ratios are medians of per-round ratios, which
+	// a burst of load in one round does not move (on the CI's VM a single
+	// round can be 20 % off); at least minRounds rounds whatever b.N
+	rounds := max(b.N, minRounds)
+	times := make([][]time.Duration, len(runs))
+	var streamT []time.Duration
 	run := func(i int) {
 		t0 := time.Now()
 		if _, err := runs[i].c.Run(toks, runs[i].o); err != nil {
 			b.Fatal(err)
 		}
-		runs[i].t += time.Since(t0)
+		times[i] = append(times[i], time.Since(t0))
 	}
 	// every run follows one on the other context, so that each pays the
 	// same switch (the other context's workers asleep, its buffers in the
 	// caches): a run after one on its own context is faster by several
 	// percent on the CI's VM
-	for range b.N {
+	for range rounds {
 		run(2) // capture
 		run(1) // bare, logits at every position
 		t0 := time.Now()
 		stream()
-		tStream += time.Since(t0)
+		streamT = append(streamT, time.Since(t0))
 		run(0) // bare, last logits
 	}
-	b.ReportMetric(tStream.Seconds()/runs[1].t.Seconds(), "capture-stream/decode-ratio")
-	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N) }
-	b.ReportMetric(ms(runs[0].t), "decode-last-ms")
-	b.ReportMetric(ms(runs[1].t), "decode-all-ms")
-	b.ReportMetric(ms(runs[2].t), "capture-ms")
-	b.ReportMetric(runs[2].t.Seconds()/runs[1].t.Seconds(), "capture/decode-ratio")
-	b.ReportMetric(runs[2].t.Seconds()/runs[0].t.Seconds(), "capture/decode-last-ratio")
+	b.ReportMetric(medianRatio(streamT, times[1]), "capture-stream/decode-ratio")
+	ms := func(d []time.Duration) float64 { return median(d).Seconds() * 1000 }
+	b.ReportMetric(ms(times[0]), "decode-last-ms")
+	b.ReportMetric(ms(times[1]), "decode-all-ms")
+	b.ReportMetric(ms(times[2]), "capture-ms")
+	b.ReportMetric(medianRatio(times[2], times[1]), "capture/decode-ratio")
+	b.ReportMetric(medianRatio(times[2], times[0]), "capture/decode-last-ratio")
+}
+
+// minRounds is the fewest alternating rounds a ratio benchmark times, so
+// that its median means something under make bench's -benchtime=3x.
+const minRounds = 15
+
+// median returns the median of ds (the mean of the middle two for an even
+// count); ds is not changed.
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// medianRatio is the median over rounds of num[i] ÷ den[i]: each round's
+// two sides ran back to back, so their ratio cancels the load of that
+// moment, and the median drops the rounds a burst of load hit one side of.
+func medianRatio(num, den []time.Duration) float64 {
+	r := make([]float64, min(len(num), len(den)))
+	for i := range r {
+		r[i] = num[i].Seconds() / den[i].Seconds()
+	}
+	slices.Sort(r)
+	n := len(r)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return r[n/2]
+	}
+	return (r[n/2-1] + r[n/2]) / 2
 }

@@ -24,6 +24,9 @@
 struct lldiff_lens {
     ggml_backend_t backend;
     int is_cpu;
+    // the CPU backend's workers, kept between lenses (without a pool ggml
+    // starts and joins its threads for every graph)
+    struct ggml_threadpool *tp;
     int64_t d, n_vocab;
     float eps;
     int layer_norm;  // the final norm is a LayerNorm with bias β (else RMSNorm)
@@ -165,7 +168,18 @@ lldiff_lens *lldiff_lens_new(int64_t d, int64_t n_vocab, int w_type, float eps, 
             lldiff_lens_free(l);
             return NULL;
         }
-        ggml_backend_cpu_set_n_threads(l->backend, threads > 0 ? threads : 1);
+        int nt = threads > 0 ? threads : 1;
+        ggml_backend_cpu_set_n_threads(l->backend, nt);
+        if (nt > 1) {
+            struct ggml_threadpool_params tpp = ggml_threadpool_params_default(nt);
+            // workers spin about a hundred microseconds, then sleep: an
+            // idle lens does not compete with a context's decode
+            tpp.poll = 1;
+            l->tp = ggml_threadpool_new(&tpp);
+            if (l->tp != NULL) {
+                ggml_backend_cpu_set_threadpool(l->backend, l->tp);
+            }
+        }
         l->is_cpu = 1;
         if (!lens_backend_supports(l, l->backend)) {
             snprintf(err, errlen, "ggml's CPU backend cannot compute the lens for a %s matrix",
@@ -359,6 +373,9 @@ void lldiff_lens_free(lldiff_lens *l) {
     }
     if (l->backend != NULL) {
         ggml_backend_free(l->backend);
+    }
+    if (l->tp != NULL) {
+        ggml_threadpool_free(l->tp);
     }
     free(l->meta);
     free(l);
