@@ -133,25 +133,25 @@ bench: build
 # bench-anchor builds llama.cpp and ggml's CPU backend with CMake the way
 # llama.cpp builds them (native ISA, repacked kernels, llamafile sgemm,
 # OpenMP, AMX where the CPU has it) from the same ollama module, and times
-# the pp20 decode of the bench-cpu models with it: the floor lldiff's own
-# decode (BenchmarkDecodeTypes in make bench) is compared with. It needs
-# cmake and takes several minutes the first time. Results: bench/anchor.txt.
+# the pp20 decode of the bench-cpu models with it and with lldiff
+# (BenchmarkDecodeTypes), in alternating processes, ANCHOR_ROUNDS rounds per
+# type (scripts/anchorpair): the median per-round ratio is what make bench's
+# decode rows compare. It needs cmake and takes several minutes the first
+# time. Results: bench/anchor.txt.
 ANCHOR_TYPES ?= Q4_0 Q4_K_M Q8_0 F16
+ANCHOR_ROUNDS ?= 5
 ANCHOR_THREADS ?= $(shell $(CGO_ENV) $(GO) run ./scripts/cores 2>/dev/null || nproc)
 bench-anchor: build
 	@command -v cmake >/dev/null || { echo "bench-anchor needs cmake 3.21 or newer: apt-get install cmake"; exit 1; }
 	cmake -S scripts/anchor -B build/anchor -DOLLAMA_DIR=$(OLLAMA_DIR) >/dev/null
 	cmake --build build/anchor -j $$(nproc) --target lldiff-anchor
-	@mkdir -p bench
-	@dir=$${TMPDIR:-/tmp}/lldiff-bench; mkdir -p $$dir; : > bench/anchor.txt; \
+	$(CGO_ENV) $(GO) test -c -o build/anchor/llamacpp.test ./llamacpp
+	@dir=$${TMPDIR:-/tmp}/lldiff-bench; mkdir -p $$dir; \
 	for t in $(ANCHOR_TYPES); do \
 		f=$$dir/bench-cpu-$$t.gguf; \
 		if [ ! -f $$f ]; then ./$(BIN) synth --preset bench-cpu --type $$t -o $$f >/dev/null || exit 1; fi; \
-		for kv in f16 f32; do \
-			line=$$(build/anchor/lldiff-anchor $$f 20 10 $(ANCHOR_THREADS) $$kv) || exit 1; \
-			echo "$$line"; echo "$$t $$kv $$(echo "$$line" | awk -F'\t' '{print $$6}' | cut -d' ' -f1)" >> bench/anchor.txt; \
-		done; \
 	done
+	$(GO) run ./scripts/anchorpair -threads $(ANCHOR_THREADS) -rounds $(ANCHOR_ROUNDS) -types "$(ANCHOR_TYPES)" -out bench/anchor.txt
 	@echo "llama.cpp's pp20 in bench/anchor.txt; make bench compares lldiff's decode with it"
 
 lint: deps

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lldiff/lldiff/analysis"
 	"github.com/lldiff/lldiff/internal/benchmodels"
+	"github.com/lldiff/lldiff/internal/benchutil"
 	"github.com/lldiff/lldiff/llamacpp"
 	"github.com/lldiff/lldiff/models"
 )
@@ -86,23 +87,28 @@ func benchCompare(b *testing.B, preset string, typ models.GGMLType, prefix strin
 	if _, err := analysis.Compare(eng, copts); err != nil {
 		b.Fatal(err)
 	}
-	var tBare, tCmp time.Duration
+	var tBare, tCmp []time.Duration
 	b.ResetTimer()
-	for range b.N {
+	for range max(b.N, compareRounds) {
 		s := time.Now()
 		decode2()
 		mid := time.Now()
 		if _, err := analysis.Compare(eng, copts); err != nil {
 			b.Fatal(err)
 		}
-		tBare += mid.Sub(s)
-		tCmp += time.Since(mid)
+		tBare = append(tBare, mid.Sub(s))
+		tCmp = append(tCmp, time.Since(mid))
 	}
 	b.ReportMetric(load.Seconds()*1000, "load-ms")
-	b.ReportMetric(tCmp.Seconds()*1000/float64(b.N), "compare-ms")
-	b.ReportMetric(tBare.Seconds()*1000/float64(b.N), "2decodes-ms")
-	b.ReportMetric(tCmp.Seconds()/tBare.Seconds(), prefix+"/2decodes-ratio")
+	b.ReportMetric(benchutil.Median(tCmp).Seconds()*1000, "compare-ms")
+	b.ReportMetric(benchutil.Median(tBare).Seconds()*1000, "2decodes-ms")
+	b.ReportMetric(benchutil.MedianRatio(tCmp, tBare), prefix+"/2decodes-ratio")
 }
+
+// compareRounds is the fewest rounds benchCompare times: fewer than
+// benchutil.MinRounds, as a round of the 256k-vocabulary model takes
+// seconds.
+const compareRounds = 9
 
 // BenchmarkCompareRSS runs bin/lldiff compare on a Llama-2-7B-shaped Q4_0
 // synthetic model (written once, 3.5 GiB) and reports peak RSS against the

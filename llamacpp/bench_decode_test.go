@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lldiff/lldiff/internal/benchmodels"
+	"github.com/lldiff/lldiff/internal/benchutil"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -44,7 +45,7 @@ func benchCPUTyped(b *testing.B, typ string) string {
 // BenchmarkDecodeTypes times the bare decode of a 20-token prompt (logits
 // of the last token only, no capture, the KV cache cleared between runs:
 // what llama-bench's pp20 measures) on the bench-cpu shape for each weight
-// type users load, and reports tokens per second. make bench-anchor
+// type users load, and reports the median decode in tokens per second. make bench-anchor
 // measures llama.cpp itself on the same files (docs/performance.md).
 func BenchmarkDecodeTypes(b *testing.B) {
 	for _, typ := range []string{"Q4_0", "Q4_K_M", "Q8_0", "F16"} {
@@ -64,13 +65,17 @@ func BenchmarkDecodeTypes(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
-			t0 := time.Now()
+			var ts []time.Duration
 			for range b.N {
+				t0 := time.Now()
 				if _, err := c.Run(toks, RunOptions{NoLogits: true}); err != nil {
 					b.Fatal(err)
 				}
+				ts = append(ts, time.Since(t0))
 			}
-			sec := time.Since(t0).Seconds() / float64(b.N)
+			// the median decode, as make bench-anchor's llama.cpp side
+			// reports it
+			sec := benchutil.Median(ts).Seconds()
 			b.ReportMetric(sec*1000, "decode-ms")
 			b.ReportMetric(20/sec, "tok/s")
 		})

@@ -1,11 +1,11 @@
 package llamacpp
 
 import (
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/lldiff/lldiff/internal/benchmodels"
+	"github.com/lldiff/lldiff/internal/benchutil"
 	"github.com/lldiff/lldiff/models"
 )
 
@@ -82,8 +82,8 @@ func BenchmarkCaptureOverhead(b *testing.B) {
 	b.ResetTimer()
 	// per-round times: the ratios are medians of per-round ratios, which
 	// a burst of load in one round does not move (on the CI's VM a single
-	// round can be 20 % off); at least minRounds rounds whatever b.N
-	rounds := max(b.N, minRounds)
+	// round can be 20 % off); at least benchutil.MinRounds rounds whatever b.N
+	rounds := max(b.N, benchutil.MinRounds)
 	times := make([][]time.Duration, len(runs))
 	var streamT []time.Duration
 	run := func(i int) {
@@ -105,49 +105,11 @@ func BenchmarkCaptureOverhead(b *testing.B) {
 		streamT = append(streamT, time.Since(t0))
 		run(0) // bare, last logits
 	}
-	b.ReportMetric(medianRatio(streamT, times[1]), "capture-stream/decode-ratio")
-	ms := func(d []time.Duration) float64 { return median(d).Seconds() * 1000 }
+	b.ReportMetric(benchutil.MedianRatio(streamT, times[1]), "capture-stream/decode-ratio")
+	ms := func(d []time.Duration) float64 { return benchutil.Median(d).Seconds() * 1000 }
 	b.ReportMetric(ms(times[0]), "decode-last-ms")
 	b.ReportMetric(ms(times[1]), "decode-all-ms")
 	b.ReportMetric(ms(times[2]), "capture-ms")
-	b.ReportMetric(medianRatio(times[2], times[1]), "capture/decode-ratio")
-	b.ReportMetric(medianRatio(times[2], times[0]), "capture/decode-last-ratio")
-}
-
-// minRounds is the fewest alternating rounds a ratio benchmark times, so
-// that its median means something under make bench's -benchtime=3x.
-const minRounds = 15
-
-// median returns the median of ds (the mean of the middle two for an even
-// count); ds is not changed.
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// medianRatio is the median over rounds of num[i] ÷ den[i]: each round's
-// two sides ran back to back, so their ratio cancels the load of that
-// moment, and the median drops the rounds a burst of load hit one side of.
-func medianRatio(num, den []time.Duration) float64 {
-	r := make([]float64, min(len(num), len(den)))
-	for i := range r {
-		r[i] = num[i].Seconds() / den[i].Seconds()
-	}
-	slices.Sort(r)
-	n := len(r)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return r[n/2]
-	}
-	return (r[n/2-1] + r[n/2]) / 2
+	b.ReportMetric(benchutil.MedianRatio(times[2], times[1]), "capture/decode-ratio")
+	b.ReportMetric(benchutil.MedianRatio(times[2], times[0]), "capture/decode-last-ratio")
 }

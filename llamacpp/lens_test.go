@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lldiff/lldiff/internal/benchmodels"
+	"github.com/lldiff/lldiff/internal/benchutil"
 	"github.com/lldiff/lldiff/internal/testmodels"
 	"github.com/lldiff/lldiff/lens"
 	"github.com/lldiff/lldiff/models"
@@ -613,7 +614,7 @@ func benchLensRatio(b *testing.B, m *Model, ids []int32, prefix string) {
 		pos[i] = len(ids) - benchPositions + i
 	}
 	var out []float32
-	// wall times per round (medians of per-round ratios: see medianRatio)
+	// wall times per round (medians of per-round ratios: see benchutil.MedianRatio)
 	// and CPU times summed
 	var tLens, tAll, tDec1, tDec2 []time.Duration
 	var cLens, cAll, cDec time.Duration
@@ -636,15 +637,15 @@ func benchLensRatio(b *testing.B, m *Model, ids []int32, prefix string) {
 	// each lens follows a decode, as in compare: the decode has pushed
 	// W_U out of the caches, and the lens's threads have slept
 	b.ResetTimer()
-	for range max(b.N, minRounds) {
+	for range max(b.N, benchutil.MinRounds) {
 		decode(&tDec1)
 		unembed(nCompare, &tLens, &cLens)
 		decode(&tDec2)
 		unembed(n, &tAll, &cAll)
 	}
 	b.ReportMetric(float64(nCompare), "rows/op")
-	b.ReportMetric(medianRatio(tLens, tDec1), prefix+"/decode-ratio")
-	b.ReportMetric(medianRatio(tAll, tDec2), prefix+"-all/decode-ratio")
+	b.ReportMetric(benchutil.MedianRatio(tLens, tDec1), prefix+"/decode-ratio")
+	b.ReportMetric(benchutil.MedianRatio(tAll, tDec2), prefix+"-all/decode-ratio")
 	// CPU time, for LLDIFF_BENCH_THREADS=1 on a loaded machine: one
 	// thread's work does not depend on the other processes (spinning
 	// workers would count with more threads)

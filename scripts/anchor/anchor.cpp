@@ -4,9 +4,10 @@
 // decode can be compared with llama.cpp's on the same model and machine.
 //
 // usage: lldiff-anchor MODEL [N_TOKENS=20] [REPS=5] [THREADS=physical] [KV=f16|f32]
-// prints: model, tokens, threads, kv type, mean ms and tokens/s.
+// prints: model, tokens, threads, kv type, median ms and tokens/s.
 #include "llama.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -47,6 +48,13 @@ int main(int argc, char ** argv) {
     cp.n_ubatch = 512;
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
+    // lldiff computes attention without flash attention (its captures
+    // read the attention pattern), and so does llama-bench unless -fa 1:
+    // the anchor measures the same computation
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    if (getenv("ANCHOR_FA")) {
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    }
     if (f32) {
         cp.type_k = GGML_TYPE_F32;
         cp.type_v = GGML_TYPE_F32;
@@ -67,7 +75,7 @@ int main(int argc, char ** argv) {
     for (auto & t : toks) {
         t %= llama_vocab_n_tokens(vocab);
     }
-    double total = 0;
+    std::vector<double> times;
     for (int r = -1; r < reps; r++) {
         llama_memory_clear(llama_get_memory(ctx), true);
         auto t0 = std::chrono::steady_clock::now();
@@ -78,11 +86,14 @@ int main(int argc, char ** argv) {
         llama_synchronize(ctx);
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         if (r >= 0) {
-            total += ms;
+            times.push_back(ms);
         }
     }
-    double mean = total / reps;
-    printf("%s\tpp%d\tthreads %d\tkv %s\t%.1f ms\t%.1f tokens/s\n", path, n, threads, f32 ? "f32" : "f16", mean, n * 1000.0 / mean);
+    // the median repetition, as lldiff's BenchmarkDecodeTypes reports: a
+    // burst of other load in one repetition does not move it
+    std::sort(times.begin(), times.end());
+    double med = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;
+    printf("%s\tpp%d\tthreads %d\tkv %s\t%.1f ms\t%.1f tokens/s\n", path, n, threads, f32 ? "f32" : "f16", med, n * 1000.0 / med);
     llama_free(ctx);
     llama_model_free(model);
     llama_backend_free();

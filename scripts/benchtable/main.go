@@ -41,10 +41,10 @@ var targets = map[string]struct {
 	"capture/decode-last":          {0, ""},
 	// lldiff's bare pp20 decode time ÷ llama.cpp's (make bench-anchor), F32
 	// KV cache both: ≤ 1/0.95, that is at least 0.95× llama.cpp's speed.
-	"decode-Q4_0/llama.cpp":   {1 / 0.95, "bare decode time ÷ llama.cpp's own (make bench-anchor), Q4_0, F32 KV"},
-	"decode-Q4_K_M/llama.cpp": {1 / 0.95, "bare decode time ÷ llama.cpp's own (make bench-anchor), Q4_K_M, F32 KV"},
-	"decode-Q8_0/llama.cpp":   {1 / 0.95, "bare decode time ÷ llama.cpp's own (make bench-anchor), Q8_0, F32 KV"},
-	"decode-F16/llama.cpp":    {1 / 0.95, "bare decode time ÷ llama.cpp's own (make bench-anchor), F16, F32 KV"},
+	"decode-Q4_0/llama.cpp":   {1 / 0.95, "bare decode time ÷ llama.cpp's own, Q4_0, F32 KV (make bench-anchor: median of alternating processes)"},
+	"decode-Q4_K_M/llama.cpp": {1 / 0.95, "bare decode time ÷ llama.cpp's own, Q4_K_M, F32 KV (make bench-anchor: median of alternating processes)"},
+	"decode-Q8_0/llama.cpp":   {1 / 0.95, "bare decode time ÷ llama.cpp's own, Q8_0, F32 KV (make bench-anchor: median of alternating processes)"},
+	"decode-F16/llama.cpp":    {1 / 0.95, "bare decode time ÷ llama.cpp's own, F16, F32 KV (make bench-anchor: median of alternating processes)"},
 	"patch/clean-decode":      {1.5, "one patched run ÷ one clean decode"},
 }
 
@@ -125,10 +125,14 @@ func main() {
 	}
 }
 
-// anchorRatios reads make bench-anchor's "TYPE KV TOKENS/S" lines, prints
-// lldiff's and llama.cpp's tokens/s side by side, and adds the ratio
-// decode-TYPE/llama.cpp (lldiff's time ÷ llama.cpp's, F32 KV cache both,
-// as lldiff decodes by default) to got.
+// anchorRatios reads make bench-anchor's bench/anchor.txt: llama.cpp's
+// tokens/s ("TYPE KV TOKENS/S") and, per type, the median ratio of lldiff's
+// tokens/s to llama.cpp's over rounds of alternating processes ("paired
+// TYPE RATIO LLDIFF_TOKENS/S"). It prints the figures side by side and adds
+// decode-TYPE/llama.cpp (lldiff's time ÷ llama.cpp's, F32 KV cache both, as
+// lldiff decodes by default) to got: from the paired rounds where the file
+// has them, else from this make bench's decode (ours) against the file's
+// llama.cpp figure, which two separate runs make far noisier.
 func anchorRatios(path string, ours map[string][]float64, got map[string][]float64) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -137,28 +141,53 @@ func anchorRatios(path string, ours map[string][]float64, got map[string][]float
 	}
 	defer f.Close()
 	anchor := map[string]float64{} // "TYPE KV" → tokens/s
+	type pair struct{ ratio, tokS float64 }
+	paired := map[string]pair{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
-		if len(fs) == 3 {
+		switch {
+		case len(fs) == 4 && fs[0] == "paired":
+			r, err1 := strconv.ParseFloat(fs[2], 64)
+			t, err2 := strconv.ParseFloat(fs[3], 64)
+			if err1 == nil && err2 == nil && r > 0 {
+				paired[fs[1]] = pair{r, t}
+			}
+		case len(fs) == 3:
 			if v, err := strconv.ParseFloat(fs[2], 64); err == nil && v > 0 {
 				anchor[fs[0]+" "+fs[1]] = v
 			}
 		}
 	}
+	seen := map[string]bool{}
 	var types []string
 	for t := range ours {
-		types = append(types, t)
+		types, seen[t] = append(types, t), true
+	}
+	for t := range paired {
+		if !seen[t] {
+			types = append(types, t)
+		}
 	}
 	sort.Strings(types)
-	fmt.Printf("\n%-8s %14s %22s %22s\n", "weights", "lldiff tok/s", "llama.cpp tok/s f32 KV", "llama.cpp tok/s f16 KV")
+	fmt.Printf("\n%-8s %14s %22s %22s %26s\n", "weights", "lldiff tok/s", "llama.cpp tok/s f32 KV", "llama.cpp tok/s f16 KV", "paired lldiff ÷ llama.cpp")
 	for _, t := range types {
-		vs := ours[t]
-		sort.Float64s(vs)
-		med := vs[len(vs)/2]
+		med := 0.0
+		if vs := ours[t]; len(vs) > 0 {
+			sort.Float64s(vs)
+			med = vs[len(vs)/2]
+		}
 		a32, a16 := anchor[t+" f32"], anchor[t+" f16"]
-		fmt.Printf("%-8s %14.1f %22.1f %22.1f\n", t, med, a32, a16)
-		if a32 > 0 && med > 0 {
+		p, ok := paired[t]
+		ps := "-"
+		if ok {
+			ps = fmt.Sprintf("%.3f (%.1f tok/s)", p.ratio, p.tokS)
+		}
+		fmt.Printf("%-8s %14.1f %22.1f %22.1f %26s\n", t, med, a32, a16, ps)
+		switch {
+		case ok:
+			got["decode-"+t+"/llama.cpp"] = append(got["decode-"+t+"/llama.cpp"], 1/p.ratio)
+		case a32 > 0 && med > 0:
 			got["decode-"+t+"/llama.cpp"] = append(got["decode-"+t+"/llama.cpp"], a32/med)
 		}
 	}
