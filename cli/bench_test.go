@@ -88,8 +88,7 @@ func benchCompare(b *testing.B, preset string, typ models.GGMLType, prefix strin
 		b.Fatal(err)
 	}
 	var tBare, tCmp []time.Duration
-	b.ResetTimer()
-	for range max(b.N, compareRounds) {
+	benchutil.Rounds(b, compareRounds, func() {
 		s := time.Now()
 		decode2()
 		mid := time.Now()
@@ -98,7 +97,7 @@ func benchCompare(b *testing.B, preset string, typ models.GGMLType, prefix strin
 		}
 		tBare = append(tBare, mid.Sub(s))
 		tCmp = append(tCmp, time.Since(mid))
-	}
+	})
 	b.ReportMetric(load.Seconds()*1000, "load-ms")
 	b.ReportMetric(benchutil.Median(tCmp).Seconds()*1000, "compare-ms")
 	b.ReportMetric(benchutil.Median(tBare).Seconds()*1000, "2decodes-ms")

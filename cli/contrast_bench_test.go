@@ -117,9 +117,7 @@ func BenchmarkContrast(b *testing.B) {
 	var tB, tS, tBare, cB, cBare time.Duration
 	var roundB, roundBare []time.Duration // per round: the ratio is their median ratio
 	cStats = 0
-	b.ResetTimer()
-	rounds := max(b.N, benchutil.MinRounds)
-	for range rounds {
+	benchutil.Rounds(b, benchutil.MinRounds, func() {
 		c0, t0 := cpuTime(), time.Now()
 		runBare()
 		c1, t1 := cpuTime(), time.Now()
@@ -132,8 +130,8 @@ func BenchmarkContrast(b *testing.B) {
 		tS += time.Since(t2)
 		cBare += c1 - c0
 		cB += c2 - c1
-	}
-	n := float64(len(seqs) * rounds)
+	})
+	n := float64(len(seqs) * len(roundB))
 	b.ReportMetric(n/tB.Seconds(), "batched-prompts/s")
 	b.ReportMetric(n/tS.Seconds(), "serial-prompts/s")
 	b.ReportMetric(n/tBare.Seconds(), "llamacpp-prompts/s")

@@ -636,13 +636,12 @@ func benchLensRatio(b *testing.B, m *Model, ids []int32, prefix string) {
 	}
 	// each lens follows a decode, as in compare: the decode has pushed
 	// W_U out of the caches, and the lens's threads have slept
-	b.ResetTimer()
-	for range max(b.N, benchutil.MinRounds) {
+	benchutil.Rounds(b, benchutil.MinRounds, func() {
 		decode(&tDec1)
 		unembed(nCompare, &tLens, &cLens)
 		decode(&tDec2)
 		unembed(n, &tAll, &cAll)
-	}
+	})
 	b.ReportMetric(float64(nCompare), "rows/op")
 	b.ReportMetric(benchutil.MedianRatio(tLens, tDec1), prefix+"/decode-ratio")
 	b.ReportMetric(benchutil.MedianRatio(tAll, tDec2), prefix+"-all/decode-ratio")

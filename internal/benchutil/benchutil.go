@@ -5,6 +5,7 @@ package benchutil
 
 import (
 	"slices"
+	"testing"
 	"time"
 )
 
@@ -47,4 +48,20 @@ func MedianRatio(num, den []time.Duration) float64 {
 		return r[n/2]
 	}
 	return (r[n/2-1] + r[n/2]) / 2
+}
+
+// Rounds runs round at least min times: once per iteration of b.Loop (so
+// that -benchtime sets the count, and the benchmark function runs once,
+// not again with b.N = 1 first), then as many more as it takes to reach
+// min. The rounds past b.Loop's are not in ns/op; the ratio benchmarks
+// report their own metrics from each round's times.
+func Rounds(b *testing.B, min int, round func()) {
+	n := 0
+	for b.Loop() {
+		round()
+		n++
+	}
+	for ; n < min; n++ {
+		round()
+	}
 }
