@@ -139,7 +139,7 @@ bench: build
 # decode rows compare. It needs cmake and takes several minutes the first
 # time. Results: bench/anchor.txt.
 ANCHOR_TYPES ?= Q4_0 Q4_K_M Q8_0 F16
-ANCHOR_ROUNDS ?= 5
+ANCHOR_ROUNDS ?= 9
 ANCHOR_THREADS ?= $(shell $(CGO_ENV) $(GO) run ./scripts/cores 2>/dev/null || nproc)
 bench-anchor: build
 	@command -v cmake >/dev/null || { echo "bench-anchor needs cmake 3.21 or newer: apt-get install cmake"; exit 1; }
