@@ -15,18 +15,7 @@ const MinRounds = 15
 
 // Median returns the median of ds (the mean of the middle two for an even
 // count, 0 for none); ds is not changed.
-func Median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	n := len(s)
-	switch {
-	case n == 0:
-		return 0
-	case n%2 == 1:
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
+func Median(ds []time.Duration) time.Duration { return middle(slices.Clone(ds)) }
 
 // MedianRatio is the median over rounds of num[i] ÷ den[i] (rounds past the
 // shorter slice are left out; 0 for none). Each round's two sides ran back
@@ -39,15 +28,21 @@ func MedianRatio(num, den []time.Duration) float64 {
 	for i := range r {
 		r[i] = num[i].Seconds() / den[i].Seconds()
 	}
-	slices.Sort(r)
-	n := len(r)
+	return middle(r)
+}
+
+// middle sorts s and returns its median (the mean of the middle two for an
+// even count, 0 for none).
+func middle[T ~int64 | ~float64](s []T) T {
+	slices.Sort(s)
+	n := len(s)
 	switch {
 	case n == 0:
 		return 0
 	case n%2 == 1:
-		return r[n/2]
+		return s[n/2]
 	}
-	return (r[n/2-1] + r[n/2]) / 2
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // Rounds runs round at least min times: once per iteration of b.Loop (so

@@ -40,3 +40,24 @@ func TestMedian(t *testing.T) {
 		t.Errorf("MedianRatio(nil) = %v", got)
 	}
 }
+
+// TestRounds checks that Rounds tops up b.Loop's iterations to the
+// minimum: rounds of 150 ms give b.Loop about 7 iterations in its default
+// second, fewer than 12.
+func TestRounds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about two seconds")
+	}
+	var n, loops int
+	testing.Benchmark(func(b *testing.B) {
+		n = 0
+		Rounds(b, 12, func() {
+			n++
+			time.Sleep(150 * time.Millisecond)
+		})
+		loops = b.N
+	})
+	if n < 12 {
+		t.Errorf("Rounds ran %d rounds (b.Loop %d), want at least 12", n, loops)
+	}
+}
