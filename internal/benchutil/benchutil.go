@@ -13,9 +13,9 @@ import (
 // that its median means something under make bench's -benchtime=3x.
 const MinRounds = 15
 
-// Median returns the median of ds (the mean of the middle two for an even
-// count, 0 for none); ds is not changed.
-func Median(ds []time.Duration) time.Duration { return middle(slices.Clone(ds)) }
+// Median returns the median of v, durations or plain numbers (the mean of
+// the middle two for an even count, 0 for none); v is not changed.
+func Median[T ~int64 | ~float64](v []T) T { return middle(slices.Clone(v)) }
 
 // MedianRatio is the median over rounds of num[i] ÷ den[i] (rounds past the
 // shorter slice are left out; 0 for none). Each round's two sides ran back

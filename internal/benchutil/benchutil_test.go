@@ -23,7 +23,7 @@ func TestMedian(t *testing.T) {
 	if got := Median(ms(4, 1, 3, 2)); got != 2500*time.Microsecond {
 		t.Errorf("Median(4,1,3,2) = %v, want 2.5ms", got)
 	}
-	if got := Median(nil); got != 0 {
+	if got := Median([]time.Duration(nil)); got != 0 {
 		t.Errorf("Median(nil) = %v", got)
 	}
 	// per-round ratios 1.0, 1.1, 3.0 (a burst of load in the last round):

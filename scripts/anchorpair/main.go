@@ -27,9 +27,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/lldiff/lldiff/internal/benchutil"
 )
 
 func main() {
@@ -85,11 +86,11 @@ func main() {
 		for _, r := range ratios {
 			per = append(per, fmt.Sprintf("%.3f", r))
 		}
-		fmt.Printf("%-8s %-44s %.3f (lldiff %.1f, llama.cpp %.1f tokens/s)\n", typ, strings.Join(per, " "), median(ratios), median(lldiffs), median(llamas))
+		fmt.Printf("%-8s %-44s %.3f (lldiff %.1f, llama.cpp %.1f tokens/s)\n", typ, strings.Join(per, " "), benchutil.Median(ratios), benchutil.Median(lldiffs), benchutil.Median(llamas))
 		lines = append(lines,
-			fmt.Sprintf("%s f32 %.1f", typ, median(llamas)),
+			fmt.Sprintf("%s f32 %.1f", typ, benchutil.Median(llamas)),
 			fmt.Sprintf("%s f16 %.1f", typ, a16),
-			fmt.Sprintf("paired %s %.4f %.1f", typ, median(ratios), median(lldiffs)))
+			fmt.Sprintf("paired %s %.4f %.1f", typ, benchutil.Median(ratios), benchutil.Median(lldiffs)))
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		fail(err)
@@ -150,14 +151,4 @@ func run(bin string, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, errb.Bytes())
 	}
 	return buf.Bytes(), nil
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
