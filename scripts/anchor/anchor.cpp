@@ -5,6 +5,15 @@
 //
 // usage: lldiff-anchor MODEL [N_TOKENS=20] [REPS=5] [THREADS=physical] [KV=f16|f32]
 // prints: model, tokens, threads, kv type, median ms and tokens/s.
+//
+// Environment switches that give the anchor one of lldiff's context
+// settings at a time (docs/performance.md, issue 15's fifth round), all off
+// by default: ANCHOR_FA=1 flash attention on; ANCHOR_NOMMAP=1 reads the
+// model instead of mapping it; ANCHOR_UNIFIED=1 one KV stream for all
+// sequences; ANCHOR_POOL=N attaches a persistent ggml thread pool with poll
+// level N (lldiff uses 1); ANCHOR_ABORT=1 sets an abort callback that reads
+// a flag, as a cancellable lldiff context does.
+#include "ggml-cpu.h"
 #include "llama.h"
 
 #include <algorithm>
@@ -16,6 +25,10 @@
 #include <vector>
 
 static void quiet(enum ggml_log_level, const char *, void *) {}
+
+static int abort_flag = 0;
+
+static bool aborted(void * flag) { return __atomic_load_n((int *) flag, __ATOMIC_RELAXED) != 0; }
 
 int main(int argc, char ** argv) {
     if (argc < 2) {
@@ -37,6 +50,9 @@ int main(int argc, char ** argv) {
     llama_backend_init();
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
+    if (getenv("ANCHOR_NOMMAP")) {
+        mp.use_mmap = false;
+    }
     llama_model * model = llama_model_load_from_file(path, mp);
     if (!model) {
         fprintf(stderr, "cannot load %s\n", path);
@@ -59,10 +75,27 @@ int main(int argc, char ** argv) {
         cp.type_k = GGML_TYPE_F32;
         cp.type_v = GGML_TYPE_F32;
     }
+    if (getenv("ANCHOR_UNIFIED")) {
+        cp.kv_unified = true;
+    }
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) {
         fprintf(stderr, "cannot create a context\n");
         return 1;
+    }
+    ggml_threadpool * pool = nullptr;
+    if (const char * poll = getenv("ANCHOR_POOL")) {
+        ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+        tpp.poll = (uint32_t) atoi(poll);
+        pool = ggml_threadpool_new(&tpp);
+        if (!pool) {
+            fprintf(stderr, "cannot create a thread pool\n");
+            return 1;
+        }
+        llama_attach_threadpool(ctx, pool, pool);
+    }
+    if (getenv("ANCHOR_ABORT")) {
+        llama_set_abort_callback(ctx, aborted, &abort_flag);
     }
     // The same token ids as lldiff's benchmarks (llamacpp.benchTokens).
     std::vector<llama_token> toks = {1};
@@ -95,6 +128,9 @@ int main(int argc, char ** argv) {
     double med = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;
     printf("%s\tpp%d\tthreads %d\tkv %s\t%.1f ms\t%.1f tokens/s\n", path, n, threads, f32 ? "f32" : "f16", med, n * 1000.0 / med);
     llama_free(ctx);
+    if (pool) {
+        ggml_threadpool_free(pool);
+    }
     llama_model_free(model);
     llama_backend_free();
     return 0;
