@@ -69,15 +69,49 @@ const uploadChunk = 16 << 20
 // backend's memory. The compute buffer adds about 32 MiB at most (see
 // unembedChunk) and γ is d_model floats.
 //
-// Unembed calls are serialised by a lock; Close must not race with them.
+// The Unembedders a Model hands out with the same options share one lens,
+// which the model keeps until it is closed and the last of them is closed
+// (see lensCore): a second compare on a loaded model does not map W_U, set
+// up the compute buffer and start threads again (about 15 ms of page
+// faults and thread starts on bench-cpu, and on a GPU a new upload of
+// W_U). Unembed calls on a shared lens are serialised by its lock; Close
+// must not race with them.
 type Unembedder struct {
-	mu      sync.Mutex
+	mu     sync.Mutex // guards closed
+	closed bool
+	l      *lensCore
+}
+
+// lensCore is one lens in ggml and the Go side's description of it. It is
+// freed when its last reference is released: one per open Unembedder, and
+// one held by the model that caches it (Model.lenses) until Model.Close.
+type lensCore struct {
+	mu      sync.Mutex // serialises Unembed; guards c and refs
 	c       *C.lldiff_lens
+	refs    int
 	w       models.Unembedding
 	device  string
 	mapped  bool
 	bytes   uint64
 	threads int
+}
+
+// retain adds a reference to a lens that still has one.
+func (l *lensCore) retain() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refs++
+}
+
+// release drops a reference and frees the lens with the last one.
+func (l *lensCore) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refs--
+	if l.refs <= 0 && l.c != nil {
+		C.lldiff_lens_free(l.c)
+		l.c = nil
+	}
 }
 
 // NewUnembedder returns the logit lens of m computed on the CPU with the
@@ -89,17 +123,56 @@ func (m *Model) NewUnembedder(threads int) (*Unembedder, error) {
 // NewUnembedderWith returns the logit lens of m. It fails for models
 // without output_norm.weight (or output_norm.bias for a LayerNorm), or
 // whose W_U type ggml cannot multiply by. The Unembedder reads the weights from the
-// model file and stays usable after m is closed.
+// model file and stays usable after m is closed. Unembedders with the same
+// options share one lens, which m keeps between them until it is closed.
 func (m *Model) NewUnembedderWith(o UnembedOptions) (*Unembedder, error) {
+	o = o.normalized()
+	m.lensMu.Lock()
+	defer m.lensMu.Unlock()
 	m.mu.Lock()
 	closed := m.c == nil
 	m.mu.Unlock()
 	if closed {
 		return nil, errClosed
 	}
-	return newUnembedder(m.File, o)
+	if l := m.lenses[o]; l != nil {
+		l.retain()
+		return &Unembedder{l: l}, nil
+	}
+	u, err := newUnembedder(m.File, o)
+	if err != nil {
+		return nil, err
+	}
+	if m.lenses == nil {
+		m.lenses = map[UnembedOptions]*lensCore{}
+	}
+	u.l.retain() // the model's reference
+	m.lenses[o] = u.l
+	return u, nil
 }
 
+// closeLenses drops the model's references to the lenses it cached; those
+// still open elsewhere stay usable until closed.
+func (m *Model) closeLenses() {
+	m.lensMu.Lock()
+	defer m.lensMu.Unlock()
+	for o, l := range m.lenses {
+		l.release()
+		delete(m.lenses, o)
+	}
+}
+
+// normalized fills in the default thread count and clamps it to the CPUs,
+// as a Context does (more threads than CPUs only wait for one another).
+func (o UnembedOptions) normalized() UnembedOptions {
+	if o.Threads <= 0 {
+		o.Threads = PhysicalCores()
+	}
+	o.Threads, _ = ClampThreads(o.Threads)
+	return o
+}
+
+// newUnembedder creates a lens of its own (not shared) for f.
 func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 	Init()
 	w, err := models.FindUnembedding(f)
@@ -110,11 +183,7 @@ func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 	if !ti.Type.Known() || w.D%ti.Type.BlockSize() != 0 {
 		return nil, fmt.Errorf("%s: %s has type %s, which ggml cannot multiply by", f.Path, w.Unembed, ti.Type)
 	}
-	if o.Threads <= 0 {
-		o.Threads = PhysicalCores()
-	}
-	// more threads than CPUs only wait for one another, as in a Context
-	o.Threads, _ = ClampThreads(o.Threads)
+	o = o.normalized()
 	gamma, err := f.ReadTensorFloat32(w.Norm)
 	if err != nil {
 		return nil, err
@@ -142,7 +211,8 @@ func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%s: logit lens: %s", f.Path, C.GoString(&errBuf[0]))
 	}
-	u := &Unembedder{c: c, w: *w, threads: o.Threads}
+	l := &lensCore{c: c, refs: 1, w: *w, threads: o.Threads}
+	u := &Unembedder{l: l}
 	ok := false
 	defer func() {
 		if !ok {
@@ -153,7 +223,7 @@ func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 	if !o.NoMmap {
 		cpath := C.CString(f.Path)
 		defer C.free(unsafe.Pointer(cpath))
-		u.mapped = C.lldiff_lens_map(c, cpath, C.int64_t(off)) == 0
+		l.mapped = C.lldiff_lens_map(c, cpath, C.int64_t(off)) == 0
 	}
 	if C.lldiff_lens_alloc(c, &errBuf[0], C.size_t(len(errBuf))) != 0 {
 		return nil, fmt.Errorf("%s: logit lens: %s", f.Path, C.GoString(&errBuf[0]))
@@ -165,20 +235,20 @@ func newUnembedder(f *models.File, o UnembedOptions) (*Unembedder, error) {
 	if bias != nil {
 		C.lldiff_lens_set_bias(c, (*C.float)(unsafe.Pointer(&bias[0])))
 	}
-	if !u.mapped {
-		if err := u.upload(f, ti, off); err != nil {
+	if !l.mapped {
+		if err := l.upload(f, ti, off); err != nil {
 			return nil, err
 		}
 	}
-	u.device = C.GoString(C.lldiff_lens_device(c))
-	u.bytes = uint64(C.lldiff_lens_buffer_bytes(c))
+	l.device = C.GoString(C.lldiff_lens_device(c))
+	l.bytes = uint64(C.lldiff_lens_buffer_bytes(c))
 	ok = true
 	return u, nil
 }
 
 // upload copies W_U from the file to the backend, uploadChunk bytes at a
 // time, so that Go never holds the whole matrix.
-func (u *Unembedder) upload(f *models.File, ti *models.TensorInfo, off int64) error {
+func (l *lensCore) upload(f *models.File, ti *models.TensorInfo, off int64) error {
 	fh, err := os.Open(f.Path)
 	if err != nil {
 		return err
@@ -190,7 +260,7 @@ func (u *Unembedder) upload(f *models.File, ti *models.TensorInfo, off int64) er
 		if _, err := fh.ReadAt(b, off+int64(done)); err != nil {
 			return fmt.Errorf("%s: reading %s: %w", f.Path, ti.Name, err)
 		}
-		C.lldiff_lens_set_w(u.c, unsafe.Pointer(&b[0]), C.size_t(done), C.size_t(len(b)))
+		C.lldiff_lens_set_w(l.c, unsafe.Pointer(&b[0]), C.size_t(done), C.size_t(len(b)))
 		done += uint64(len(b))
 	}
 	return nil
@@ -201,11 +271,16 @@ func (u *Unembedder) upload(f *models.File, ti *models.TensorInfo, off int64) er
 // suffices, and returns it.
 func (u *Unembedder) Unembed(dst, x []float32, n int, mode LensMode) ([]float32, error) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.c == nil {
+	closed := u.closed
+	u.mu.Unlock()
+	if closed {
 		return nil, fmt.Errorf("llamacpp: unembedder is closed")
 	}
-	d, nv := u.w.D, u.w.NVocab
+	// an open Unembedder holds a reference: l.c is not freed under it
+	l := u.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, nv := l.w.D, l.w.NVocab
 	if n < 0 || len(x) != n*d {
 		return nil, fmt.Errorf("logit lens: %d values are not %d rows of d_model %d", len(x), n, d)
 	}
@@ -227,18 +302,18 @@ func (u *Unembedder) Unembed(dst, x []float32, n int, mode LensMode) ([]float32,
 	if n == 0 {
 		return dst, nil
 	}
-	if u.w.LayerNorm && mode == LensGamma {
+	if l.w.LayerNorm && mode == LensGamma {
 		// γ ⊙ (x − mean x): the centring of the LayerNorm, done here
 		x = centerRows(x, d)
 	}
 	var errBuf [512]C.char
-	if C.lldiff_lens_unembed(u.c, (*C.float)(unsafe.Pointer(&x[0])), C.int64_t(n), cmode,
+	if C.lldiff_lens_unembed(l.c, (*C.float)(unsafe.Pointer(&x[0])), C.int64_t(n), cmode,
 		(*C.float)(unsafe.Pointer(&dst[0])), &errBuf[0], C.size_t(len(errBuf))) != 0 {
 		return nil, fmt.Errorf("logit lens: %s", C.GoString(&errBuf[0]))
 	}
-	if mode == LensNorm && u.w.FinalSoftcap > 0 {
+	if mode == LensNorm && l.w.FinalSoftcap > 0 {
 		// gemma2's final logit soft-capping, as its graph applies it
-		models.Softcap(dst, u.w.FinalSoftcap)
+		models.Softcap(dst, l.w.FinalSoftcap)
 	}
 	return dst, nil
 }
@@ -261,36 +336,37 @@ func centerRows(x []float32, d int) []float32 {
 }
 
 // Weights describes the tensors the lens uses.
-func (u *Unembedder) Weights() models.Unembedding { return u.w }
+func (u *Unembedder) Weights() models.Unembedding { return u.l.w }
 
 // D returns d_model, the width of the rows Unembed takes.
-func (u *Unembedder) D() int { return u.w.D }
+func (u *Unembedder) D() int { return u.l.w.D }
 
 // NVocab returns the width of the rows Unembed returns.
-func (u *Unembedder) NVocab() int { return u.w.NVocab }
+func (u *Unembedder) NVocab() int { return u.l.w.NVocab }
 
 // Device returns the name of the ggml backend computing the lens, such as
 // "CPU" or "CUDA0".
-func (u *Unembedder) Device() string { return u.device }
+func (u *Unembedder) Device() string { return u.l.device }
 
 // Threads returns the CPU threads the lens computes with.
-func (u *Unembedder) Threads() int { return u.threads }
+func (u *Unembedder) Threads() int { return u.l.threads }
 
 // Mapped reports whether W_U is mapped from the model file rather than
 // copied.
-func (u *Unembedder) Mapped() bool { return u.mapped }
+func (u *Unembedder) Mapped() bool { return u.l.mapped }
 
 // BufferBytes returns the memory the lens allocated: the weights it copied
 // and its compute buffer (mapped weights are not counted).
-func (u *Unembedder) BufferBytes() uint64 { return u.bytes }
+func (u *Unembedder) BufferBytes() uint64 { return u.l.bytes }
 
-// Close frees the lens. A second Close does nothing.
+// Close releases the lens: it is freed once its model is closed and no
+// other Unembedder shares it. A second Close does nothing.
 func (u *Unembedder) Close() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.c != nil {
-		C.lldiff_lens_free(u.c)
-		u.c = nil
+	if !u.closed {
+		u.closed = true
+		u.l.release()
 	}
 	return nil
 }

@@ -651,3 +651,97 @@ func benchLensRatio(b *testing.B, m *Model, ids []int32, prefix string) {
 	b.ReportMetric(2*cLens.Seconds()/cDec.Seconds(), prefix+"/decode-cpu")
 	b.ReportMetric(2*cAll.Seconds()/cDec.Seconds(), prefix+"-all/decode-cpu")
 }
+
+// TestUnembedShared checks that a model hands the same lens to callers with
+// the same options, that each Unembedder's Close is its own, and that the
+// lens is freed only when the model is closed and the last Unembedder with
+// it: the logits stay the same throughout.
+func TestUnembedShared(t *testing.T) {
+	m, err := LoadModel(testmodels.Path(t, testmodels.Stories260K), ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	u1, err := m.NewUnembedder(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2, err := m.NewUnembedderWith(UnembedOptions{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u3, err := m.NewUnembedderWith(UnembedOptions{Threads: 2, NoMmap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u3.Close()
+	if u1.l != u2.l {
+		t.Errorf("two lenses with the same options are not shared")
+	}
+	if u3.l == u1.l {
+		t.Errorf("a lens with NoMmap shares the mapped lens")
+	}
+	d := u1.D()
+	x := make([]float32, 2*d)
+	for i := range x {
+		x[i] = float32(math.Cos(float64(i) / 3))
+	}
+	want, err := u1.Unembed(nil, x, 2, LensNorm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(who string, u *Unembedder) {
+		t.Helper()
+		got, err := u.Unembed(nil, x, 2, LensNorm)
+		if err != nil {
+			t.Fatalf("%s: %v", who, err)
+		}
+		if e := lensRelErr(got, want, u.NVocab()); e != 0 {
+			t.Errorf("%s: other logits than the first lens: rel %g", who, e)
+		}
+	}
+	u1.Close()
+	u1.Close() // a second Close must not drop a second reference
+	if _, err := u1.Unembed(nil, x, 2, LensNorm); err == nil {
+		t.Errorf("a closed Unembedder still computes")
+	}
+	same("the other Unembedder after the first closed", u2)
+	l := u2.l
+	m.Close()
+	if l.c == nil {
+		t.Fatalf("closing the model freed a lens still open")
+	}
+	same("the Unembedder after the model closed", u2)
+	if _, err := m.NewUnembedder(2); err == nil {
+		t.Errorf("a closed model handed out a lens")
+	}
+	u2.Close()
+	if l.c != nil || l.refs != 0 {
+		t.Errorf("the last Close left the lens allocated (%d references)", l.refs)
+	}
+
+	// a lens nobody holds is kept by the model for the next caller and
+	// freed with the model
+	m2, err := LoadModel(testmodels.Path(t, testmodels.Stories260K), ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u4, err := m2.NewUnembedder(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l4 := u4.l
+	u4.Close()
+	u5, err := m2.NewUnembedder(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u5.l != l4 || l4.c == nil {
+		t.Errorf("the model did not keep its lens for the next caller")
+	}
+	u5.Close()
+	m2.Close()
+	if l4.c != nil {
+		t.Errorf("closing the model left its idle lens allocated")
+	}
+}

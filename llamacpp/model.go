@@ -62,6 +62,12 @@ type Model struct {
 	gaps *models.SPMGaps
 
 	repacked, mapped bool
+
+	// lenses are the logit lenses handed out by NewUnembedderWith, one per
+	// options, kept for the next caller until Close (lens.go). lensMu is
+	// taken before mu.
+	lensMu sync.Mutex
+	lenses map[UnembedOptions]*lensCore
 }
 
 // Repacked reports whether ggml repacks this model's CPU matrices into its
@@ -153,12 +159,14 @@ func (m *Model) Close() error {
 		v.Close() // mtmd keeps a pointer to the model (mtmd.go)
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.c != nil {
 		C.llama_model_free(m.c)
 		m.c = nil
 		m.vocab = nil
 	}
+	m.mu.Unlock()
+	// after m.c is nil, so that no lens is cached behind this
+	m.closeLenses()
 	return nil
 }
 
