@@ -67,7 +67,8 @@ const uploadChunk = 16 << 20
 // Unembedder holds a copy of W_U's bytes as stored (Llama 2 7B's Q6_K
 // output.weight: 105 MiB; Llama 3 8B's 128256×4096: 411 MiB) in the
 // backend's memory. The compute buffer adds about 32 MiB at most (see
-// unembedChunk) and γ is d_model floats.
+// unembedChunk) and γ is d_model floats. The model keeps all of this
+// between lenses, until it is closed (below).
 //
 // The Unembedders a Model hands out with the same options share one lens,
 // which the model keeps until it is closed and the last of them is closed
