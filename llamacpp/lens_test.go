@@ -726,6 +726,7 @@ func TestUnembedShared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer m2.Close() // a second Close does nothing
 	u4, err := m2.NewUnembedder(2)
 	if err != nil {
 		t.Fatal(err)

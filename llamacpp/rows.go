@@ -122,7 +122,7 @@ func (c *Context) runRowsGroup(seqs [][]int32, pos, outs [][]int, total int, hoo
 	// rows, in the order (and with the repeats) of pos, when a hook asks
 	// for them (a vocabulary's worth of floats per row, which contrast
 	// does not read)
-	wantLogits := slices.ContainsFunc(hooks, func(h models.Hook) bool { return h.Kind == models.Logits })
+	wantLogits := models.AsksLogits(hooks)
 	ks := make([]map[int][]int, len(seqs)) // position → indices in pos
 	for si := range seqs {
 		dst[si] = &SeqRows{Positions: slices.Clone(pos[si]), Acts: map[models.Hook]*models.Activation{}}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -236,6 +237,12 @@ func PrintableBytes(b []byte) string {
 		return "∅"
 	}
 	return sb.String()
+}
+
+// AsksLogits reports whether hooks include the Logits hook: only then does
+// RunRows copy the logits into SeqRows.Logits.
+func AsksLogits(hooks []Hook) bool {
+	return slices.ContainsFunc(hooks, func(h Hook) bool { return h.Kind == Logits })
 }
 
 // SeqRows holds the activations of one sequence at chosen positions.

@@ -153,7 +153,7 @@ func (r *runner) RunRows(seqs [][]int32, pos [][]int, hooks []models.Hook) ([]*m
 			return b
 		}
 		sr := &models.SeqRows{Positions: append([]int(nil), pos[i]...), Acts: map[models.Hook]*models.Activation{}}
-		if slices.ContainsFunc(hooks, func(h models.Hook) bool { return h.Kind == models.Logits }) {
+		if models.AsksLogits(hooks) {
 			lg, _ := c.At(models.Hook{Kind: models.Logits, Layer: -1})
 			sr.Logits = rows(lg)
 		}
