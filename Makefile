@@ -100,10 +100,17 @@ link-check: deps
 # llamacpp the ones that check ggml's ARM kernels against independent
 # computations (ARM64_LLAMACPP_RUN=. runs all of llamacpp: about 12 minutes
 # under emulation on 2 cores, passed on 2026-12-06).
+# Go's asynchronous preemption is off under qemu-user: qemu delivers the
+# preemption signal (SIGURG) at points where the emulated registers are
+# not consistent, and the Go runtime then crashes at random, often in the
+# garbage collector (golang/go#36981, open; a CI run on 2026-12-07 died in
+# runtime.scanObject in a test that passes natively, under ASan on amd64
+# and in 30 further qemu runs). Goroutines are still preempted at function
+# calls, so the tests run the same code.
 ARM64_TEST_PKGS ?= ./internal/... ./models/... ./diff/ ./lens/ ./contrast/ ./callbacks/ ./analysis/
-ARM64_LLAMACPP_RUN ?= ^(TestLoadSharedModels|TestCaptureIdentities|TestLogitsFromResidual|TestAgreementSharedModels|TestDequantizeMatchesGGML|TestLogQuietUnlessVerbose)$$
+ARM64_LLAMACPP_RUN ?= ^(TestLoadSharedModels|TestCaptureIdentities|TestLogitsFromResidual|TestAgreementSharedModels|TestDequantizeMatchesGGML|TestLogQuietUnlessVerbose|TestUnembedWritesOnlyDst)$$
 ARM64_ENV = CGO_ENABLED=1 CC=$(AARCH64_CC) CXX=$(AARCH64_CXX) CGO_CPPFLAGS="$(CPPFLAGS_V)" CGO_CFLAGS="-O3" CGO_CXXFLAGS="-O3" \
-	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu LLDIFF_TEST_EXEC=qemu-aarch64 GOOS=linux GOARCH=arm64
+	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu LLDIFF_TEST_EXEC=qemu-aarch64 GODEBUG=asyncpreemptoff=1 GOOS=linux GOARCH=arm64
 test-arm64: deps
 	@command -v qemu-aarch64 >/dev/null || { echo "test-arm64 needs qemu-aarch64: apt-get install qemu-user"; exit 1; }
 	$(ARM64_ENV) $(GO) test -short -exec qemu-aarch64 -timeout 30m $(ARM64_TEST_PKGS)

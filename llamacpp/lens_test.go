@@ -275,6 +275,73 @@ func TestUnembedCopied(t *testing.T) {
 	}
 }
 
+// TestUnembedWritesOnlyDst pins the lens's contract with the caller's
+// memory. On the CPU the graph writes the logits straight into dst (Go
+// memory) where dst is 32-byte aligned, and copies them out otherwise: in
+// both cases exactly n × n_vocab floats are written, nothing before dst or
+// past its length (a write past it would land in other Go objects), and the
+// logits equal those of a fresh dst. Row counts cross the 64-row chunk and
+// the tile sizes of the repacked kernels; W_U types are Q8_0 (real
+// TinyStories) and Q4_0 (synthetic, repacked where the CPU has the kernel).
+func TestUnembedWritesOnlyDst(t *testing.T) {
+	for _, lm := range lensModels {
+		if lm.name != testmodels.TinyStories656KQ8 && lm.name != "synthetic-Q4_0-tied" {
+			continue
+		}
+		t.Run(lm.name, func(t *testing.T) {
+			m, err := LoadModel(lm.path(t), ModelParams{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			u, err := m.NewUnembedder(2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			d, nv := u.D(), u.NVocab()
+			const guard = 1024
+			sentinel := float32(math.Inf(-1))
+			for _, n := range []int{1, 3, 5, 65} {
+				x := make([]float32, n*d)
+				for i := range x {
+					x[i] = float32(math.Sin(float64(i)*0.37 + float64(n)))
+				}
+				for _, mode := range []LensMode{LensNorm, LensGamma, LensRaw} {
+					want, err := u.Unembed(nil, x, n, mode)
+					if err != nil {
+						t.Fatal(err)
+					}
+					// offsets 0 and 8 floats keep a large allocation's
+					// alignment (the direct path), 1 breaks it (the copy)
+					for _, off := range []int{0, 1, 8} {
+						buf := make([]float32, off+n*nv+guard)
+						for i := range buf {
+							buf[i] = sentinel
+						}
+						got, err := u.Unembed(buf[off:off+n*nv:len(buf)], x, n, mode)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if &got[0] != &buf[off] {
+							t.Fatalf("n=%d %s off=%d: Unembed did not reuse dst", n, mode, off)
+						}
+						for i, v := range buf {
+							if (i < off || i >= off+n*nv) && v != sentinel {
+								t.Fatalf("n=%d %s off=%d: the lens wrote %g at float %d of dst (dst is [%d, %d))",
+									n, mode, off, v, i-off, 0, n*nv)
+							}
+						}
+						if e := lensRelErr(got, want, nv); e != 0 {
+							t.Fatalf("n=%d %s off=%d: logits differ from those of a fresh dst: rel %g", n, mode, off, e)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestUnembedGPUFallback asks for a GPU: with a GPU backend loaded the lens
 // runs there, and without one (as on CI) it falls back to the CPU.
 func TestUnembedGPUFallback(t *testing.T) {
