@@ -152,6 +152,23 @@ func lensReference(t *testing.T, f *models.File) *lens.Reference {
 	return &lens.Reference{Gamma: gamma, W: u, D: w.D, NVocab: w.NVocab, Eps: w.Eps}
 }
 
+// openLens loads lm's model and its CPU lens with 2 threads; both are
+// closed when the test ends.
+func openLens(t *testing.T, lm lensModel) (*Model, *Unembedder) {
+	t.Helper()
+	m, err := LoadModel(lm.path(t), ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	u, err := m.NewUnembedder(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	return m, u
+}
+
 // TestUnembed checks the ggml lens on every W_U type: LensNorm of the last
 // layer's resid_post must give llama.cpp's logits and its argmax at every
 // position, and every mode must agree with lens.Reference on the rows of
@@ -159,16 +176,7 @@ func lensReference(t *testing.T, f *models.File) *lens.Reference {
 func TestUnembed(t *testing.T) {
 	for _, lm := range lensModels {
 		t.Run(lm.name, func(t *testing.T) {
-			m, err := LoadModel(lm.path(t), ModelParams{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			u, err := m.NewUnembedder(2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer u.Close()
+			m, u := openLens(t, lm)
 			w := u.Weights()
 			if w.UnembedType != lm.wantType || w.Tied != m.Info.TiedEmbeddings || u.Device() != "CPU" || !u.Mapped() {
 				t.Fatalf("lens weights %+v on %s (mapped %v); want W_U of type %s, tied %v, mapped on the CPU",
@@ -289,16 +297,7 @@ func TestUnembedWritesOnlyDst(t *testing.T) {
 			continue
 		}
 		t.Run(lm.name, func(t *testing.T) {
-			m, err := LoadModel(lm.path(t), ModelParams{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			u, err := m.NewUnembedder(2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer u.Close()
+			_, u := openLens(t, lm)
 			d, nv := u.D(), u.NVocab()
 			const guard = 1024
 			sentinel := float32(math.Inf(-1))
