@@ -723,11 +723,7 @@ func benchLensRatio(b *testing.B, m *Model, ids []int32, prefix string) {
 // lens is freed only when the model is closed and the last Unembedder with
 // it: the logits stay the same throughout.
 func TestUnembedShared(t *testing.T) {
-	m, err := LoadModel(testmodels.Path(t, testmodels.Stories260K), ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadShared(t, testmodels.Stories260K) // closed below too: a second Close does nothing
 	u1, err := m.NewUnembedder(2)
 	if err != nil {
 		t.Fatal(err)
@@ -788,11 +784,7 @@ func TestUnembedShared(t *testing.T) {
 
 	// a lens nobody holds is kept by the model for the next caller and
 	// freed with the model
-	m2, err := LoadModel(testmodels.Path(t, testmodels.Stories260K), ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m2.Close() // a second Close does nothing
+	m2 := loadShared(t, testmodels.Stories260K)
 	u4, err := m2.NewUnembedder(2)
 	if err != nil {
 		t.Fatal(err)

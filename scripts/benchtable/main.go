@@ -159,13 +159,12 @@ func anchorRatios(path string, ours map[string][]float64, got map[string][]float
 			}
 		}
 	}
-	seen := map[string]bool{}
 	var types []string
 	for t := range ours {
-		types, seen[t] = append(types, t), true
+		types = append(types, t)
 	}
 	for t := range paired {
-		if !seen[t] {
+		if _, ok := ours[t]; !ok {
 			types = append(types, t)
 		}
 	}
